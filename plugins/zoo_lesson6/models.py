@@ -1,0 +1,150 @@
+"""The Lesson 6 character models, as the lesson built them, one step at a time.
+
+Every model embeds characters into `n_fac` dimensions, keeps a hidden state of
+`n_hidden` units and returns logits over the vocabulary (the lesson returned
+log-probabilities; cross-entropy on logits is the same loss). Inputs are batch-first:
+x[:, t] is the t-th character of every row.
+
+Each model also has `init_state(batch)` and `step(x, h)`, which advance the hidden state
+by one character; the sampler uses them instead of re-running a whole window.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Recurrent(nn.Module):
+    """What the sampler needs, shared: a zero state and the output head."""
+
+    n_hidden: int
+    l_out: nn.Linear
+
+    def init_state(self, batch_size: int) -> torch.Tensor:
+        return self.l_out.weight.new_zeros(batch_size, self.n_hidden)
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.advance(x, h)
+        return self.l_out(h), h
+
+    def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Char3Model(_Recurrent):
+    """Predict the 4th character from 3: the same layers applied three times by hand."""
+
+    def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.e = nn.Embedding(vocab_size, n_fac)
+        self.l_in = nn.Linear(n_fac, n_hidden)  # input -> hidden, shared by the 3 steps
+        self.l_hidden = nn.Linear(n_hidden, n_hidden)  # hidden -> hidden, shared too
+        self.l_out = nn.Linear(n_hidden, vocab_size)
+
+    def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.l_hidden(h + F.relu(self.l_in(self.e(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1, c2, c3 = x[:, 0], x[:, 1], x[:, 2]
+        in1 = F.relu(self.l_in(self.e(c1)))
+        in2 = F.relu(self.l_in(self.e(c2)))
+        in3 = F.relu(self.l_in(self.e(c3)))
+        h = torch.zeros_like(in1)
+        h = torch.tanh(self.l_hidden(h + in1))
+        h = torch.tanh(self.l_hidden(h + in2))
+        h = torch.tanh(self.l_hidden(h + in3))
+        return self.l_out(h)
+
+
+class CharLoopModel(_Recurrent):
+    """Char3Model as a loop over any number of characters: h = tanh(W_h(h + relu(W_in(e(c)))))."""
+
+    def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.e = nn.Embedding(vocab_size, n_fac)
+        self.l_in = nn.Linear(n_fac, n_hidden)
+        self.l_hidden = nn.Linear(n_hidden, n_hidden)
+        self.l_out = nn.Linear(n_hidden, vocab_size)
+
+    def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.l_hidden(h + F.relu(self.l_in(self.e(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.init_state(x.shape[0])
+        for t in range(x.shape[1]):
+            h = self.advance(x[:, t], h)
+        return self.l_out(h)
+
+
+class CharLoopConcatModel(_Recurrent):
+    """The loop, but the input is concatenated with the hidden state instead of added to it."""
+
+    def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.e = nn.Embedding(vocab_size, n_fac)
+        self.l_in = nn.Linear(n_fac + n_hidden, n_hidden)
+        self.l_hidden = nn.Linear(n_hidden, n_hidden)
+        self.l_out = nn.Linear(n_hidden, vocab_size)
+
+    def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        inp = F.relu(self.l_in(torch.cat((h, self.e(x)), 1)))
+        return torch.tanh(self.l_hidden(inp))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.init_state(x.shape[0])
+        for t in range(x.shape[1]):
+            h = self.advance(x[:, t], h)
+        return self.l_out(h)
+
+
+class CharRnn(_Recurrent):
+    """The same idea with PyTorch's nn.RNN: h = tanh(W_ih e(c) + W_hh h + b); predicts the last step."""
+
+    def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.e = nn.Embedding(vocab_size, n_fac)
+        self.rnn = nn.RNN(n_fac, n_hidden, batch_first=True)
+        self.l_out = nn.Linear(n_hidden, vocab_size)
+
+    def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        _, h = self.rnn(self.e(x)[:, None], h[None])
+        return h[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outp, _ = self.rnn(self.e(x), self.init_state(x.shape[0])[None])
+        return self.l_out(outp[:, -1])
+
+
+class CharSeqRnn(_Recurrent):
+    """nn.RNN that predicts the next character at every position of the window.
+
+    `identity_init` starts the hidden-to-hidden weights as the identity matrix (Le, Jaitly
+    & Hinton 2015, "IRNN"). The paper pairs it with ReLU; the lesson kept nn.RNN's tanh,
+    which is the default here (`nonlinearity="relu"` gives the paper's version).
+    """
+
+    def __init__(
+        self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256, identity_init: bool = False, nonlinearity: str = "tanh"
+    ) -> None:
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.e = nn.Embedding(vocab_size, n_fac)
+        self.rnn = nn.RNN(n_fac, n_hidden, nonlinearity=nonlinearity, batch_first=True)
+        self.l_out = nn.Linear(n_hidden, vocab_size)
+        if identity_init:
+            with torch.no_grad():
+                self.rnn.weight_hh_l0.copy_(torch.eye(n_hidden))
+
+    def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        _, h = self.rnn(self.e(x)[:, None], h[None])
+        return h[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outp, _ = self.rnn(self.e(x), self.init_state(x.shape[0])[None])
+        return self.l_out(outp)

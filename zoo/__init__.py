@@ -1,0 +1,37 @@
+"""zoo: the models of fast.ai's Lesson 6 ("RNNs from scratch") as a plugin-based model zoo.
+
+Importing zoo does not import torch; `zoo.train`, `zoo.load` and `zoo.evaluate` do,
+when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.hookspecs import hookimpl
+from zoo.spec import Batching, DatasetInfo, ModelSpec, Reference, Stage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batching",
+    "DatasetInfo",
+    "ModelSpec",
+    "Reference",
+    "Stage",
+    "__version__",
+    "hookimpl",
+    "list_models",
+    "load",
+    "train",
+]
+
+_LAZY = {"train": "zoo.api", "load": "zoo.api", "evaluate": "zoo.api", "list_models": "zoo.registry"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

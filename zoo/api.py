@@ -1,0 +1,334 @@
+"""The Python API: `zoo.train`, `zoo.load`, and the `LoadedModel` they return.
+
+    import zoo
+    m = zoo.train("char-rnn", data="pydoc-topics", epochs=1)
+    print(m.sample("for thos", length=200, seed=0))
+    m = zoo.load("runs/char-rnn")          # a run directory, or a model name with weights
+    print(m.evaluate())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo import __version__, registry
+from zoo.checkpoint import CONFIG_FORMAT, atomic_write_json, find_checkpoint, load_checkpoint, load_weights, read_config, read_json
+from zoo.data.batching import SPLITS, make_batches
+from zoo.data.sources import resolve
+from zoo.data.vocab import Vocab
+from zoo.errors import ZooError
+from zoo.model import build, count_params, parse_overrides, resolve_device
+from zoo.plugins import host
+from zoo.sampling import sample as _sample
+from zoo.spec import Batching, ModelSpec
+from zoo.trainer import RunInfo, Trainer, evaluate as _evaluate
+
+
+class LoadedModel:
+    """A model with its vocabulary and config, ready to sample and evaluate."""
+
+    def __init__(self, spec: ModelSpec, model: nn.Module, vocab: Vocab, config: dict[str, Any], path: Path | None = None) -> None:
+        self.spec = spec
+        self.model = model
+        self.vocab = vocab
+        self.config = config
+        self.path = path
+        self.history: list[dict[str, float]] = []
+        if path is not None and (path / "training.json").exists():
+            self.history = read_json(path / "training.json").get("history", [])
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def batching(self) -> Batching:
+        return Batching(**self.config["batching"])
+
+    @property
+    def context(self) -> int | None:
+        """Characters one prediction saw in training (None: the state is carried across batches)."""
+        b = self.batching
+        return b.length if b.kind == "windows" else None
+
+    @property
+    def num_params(self) -> int:
+        return count_params(self.model)
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        self.model.to(resolve_device(str(device)) if isinstance(device, str) else device)
+        return self
+
+    def sample(
+        self,
+        prompt: str,
+        length: int = 400,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        seed: int | None = None,
+        num_samples: int = 1,
+    ) -> str | list[str]:
+        """Continue `prompt` by `length` characters; temperature 0 is greedy. A list if num_samples > 1."""
+        texts = _sample(
+            self.model, self.vocab, prompt, length, context=self.context, temperature=temperature, top_k=top_k, seed=seed, num_samples=num_samples
+        )
+        return texts if num_samples > 1 else texts[0]
+
+    def evaluate(self, data: str | None = None, split: str | None = None, batch_size: int = 2048) -> dict[str, float]:
+        """Validation loss (nats/char), bits/char and accuracy on `data` (default: the training data)."""
+        source = resolve(data if data is not None else self.config.get("data"), self.spec.dataset)
+        text = source.read_text()
+        unknown = self.vocab.unknown(text)
+        if unknown:
+            raise ZooError(f"the text has {len(unknown)} characters the model's vocabulary lacks, e.g. {unknown[0]!r}")
+        tensor = _encode(self.vocab, text)
+        _, val = make_batches(tensor, self.batching, batch_size, split or self.config.get("split", "random"))
+        device = next(self.model.parameters()).device
+        loss, acc = _evaluate(self.model, val, device)
+        return {"val_loss": loss, "val_bpc": loss / 0.6931471805599453, "val_acc": acc, "rows": val.rows}
+
+
+def _encode(vocab: Vocab, text: str) -> torch.Tensor:
+    dtype = torch.uint8 if len(vocab) <= 256 else torch.int32
+    return torch.tensor(vocab.encode(text), dtype=dtype)
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _new_out_dir(name: str, base: Path = Path("runs")) -> Path:
+    candidate = base / name
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{name}-{n}"
+    return candidate
+
+
+def epoch_lrs(spec: ModelSpec, epochs: int | None, lr: float | None) -> list[float]:
+    """The recipe's per-epoch learning rates; --epochs cuts or extends it, --lr replaces every rate."""
+    lrs = spec.epoch_lrs()
+    if epochs is not None:
+        if epochs < 1:
+            raise ZooError(f"--epochs must be at least 1, got {epochs}")
+        lrs = (lrs + [lrs[-1]] * epochs)[:epochs]
+    if lr is not None:
+        if not lr > 0:
+            raise ZooError(f"--lr must be positive, got {lr}")
+        lrs = [lr] * len(lrs)
+    return lrs
+
+
+def train(
+    name: str | None = None,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    data: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    split: str | None = None,
+    max_steps: int | None = None,
+    amp: bool = True,
+    quiet: bool = False,
+    callbacks: list[Any] | None = None,
+) -> LoadedModel:
+    """Train `name` with its recipe (or continue the run in `resume`); returns the trained model.
+
+    A checkpoint is written after every epoch; `max_steps` stops after that many batches
+    (with a checkpoint, so the run can be resumed).
+    """
+    if resume is not None:
+        return _resume(Path(resume), name=name, epochs=epochs, device=device, max_steps=max_steps, quiet=quiet, callbacks=callbacks)
+    if name is None:
+        raise ZooError("name a model to train, or --resume a run directory")
+    spec = registry.get_model(name)
+    hparams = parse_overrides(spec, list(overrides))
+    lrs = epoch_lrs(spec, epochs, lr)
+    batch_size = spec.batch_size if batch_size is None else batch_size
+    if batch_size < 1:
+        raise ZooError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_steps is not None and max_steps < 1:
+        raise ZooError(f"--max-steps must be at least 1, got {max_steps}")
+    split = split or spec.split
+    if split not in SPLITS:
+        raise ZooError(f"--split {split}: unknown (known: {', '.join(SPLITS)})")
+    dev = resolve_device(device)
+    source = resolve(data, spec.dataset)
+    text = source.read_text()
+    vocab = Vocab.from_text(text)
+    data_id = str(Path(source.path).resolve()) if hasattr(source, "path") else source.name
+
+    out_dir = Path(out) if out is not None else _new_out_dir(spec.name)
+    if (out_dir / "config.json").exists():
+        raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
+    config = {
+        "format": CONFIG_FORMAT,
+        "model": spec.name,
+        "plugin": spec.plugin,
+        "plugin_version": host().infos.get(spec.plugin).version if spec.plugin in host().infos else "",
+        "zoo_version": __version__,
+        "task": spec.task,
+        "hparams": hparams,
+        "batching": dataclasses.asdict(spec.batching),
+        "split": split,
+        "data": data_id,
+        "vocab": vocab.chars,
+    }
+    options = {
+        "epoch_lrs": lrs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": str(dev),
+        "amp": amp,
+        "data": data_id,
+        "split": split,
+        "overrides": list(overrides),
+    }
+    torch.manual_seed(seed)
+    model = build(spec, len(vocab), hparams)
+    train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "config.json", config)
+        atomic_write_json(out_dir / "run.json", _run_record(spec, options, dev, text))
+    except OSError as exc:
+        raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
+    if not quiet:
+        print(
+            f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
+            f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows ({split} split), "
+            f"device {dev}, output {out_dir}",
+            file=sys.stderr,
+        )
+    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks)
+    return _fit(trainer, spec, config, out_dir, max_steps)
+
+
+def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, text: str) -> dict[str, Any]:
+    return {
+        "model": spec.name,
+        "command": " ".join(["zoo", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("zoo", "__main__.py") else None,
+        "options": options,
+        "data_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "versions": {"zoo": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "git_revision": _git_revision(),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks) -> Trainer:
+    run = RunInfo(name=spec.name, out_dir=out_dir, config=config, device=str(dev), epochs=len(lrs))
+    reference = list(spec.reference.val_loss) if spec.reference else []
+    return Trainer(
+        model, train_b, val_b, lrs, seed=seed, device=dev, out_dir=out_dir, run=run, amp=amp,
+        hook=host().pm.hook, callbacks=callbacks, reference=reference, quiet=quiet,
+    )  # fmt: skip
+
+
+def _fit(trainer: Trainer, spec: ModelSpec, config: dict[str, Any], out_dir: Path, max_steps: int | None) -> LoadedModel:
+    try:
+        trainer.fit(max_steps=max_steps)
+    except OSError as exc:
+        raise ZooError(f"cannot write to {out_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
+    loaded = LoadedModel(spec, trainer.model, Vocab(config["vocab"]), config, out_dir)
+    return loaded
+
+
+def _resume(run_dir: Path, *, name, epochs, device, max_steps, quiet, callbacks) -> LoadedModel:
+    config = read_config(run_dir)
+    record = read_json(run_dir / "run.json")
+    spec = _spec_for(config, run_dir)
+    if name is not None and name != spec.name:
+        raise ZooError(f"{run_dir} is a run of {spec.name!r}, not {name!r}")
+    options = record.get("options", {})
+    lrs = list(options["epoch_lrs"])
+    if epochs is not None:
+        if epochs < 1:
+            raise ZooError(f"--epochs must be at least 1, got {epochs}")
+        lrs = (lrs + [lrs[-1]] * epochs)[:epochs]
+    dev = resolve_device(device)
+    source = resolve(options["data"], spec.dataset)
+    text = source.read_text()
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != record.get("data_sha256"):
+        raise ZooError(f"the data {options['data']!r} changed since the run started; cannot resume {run_dir} exactly")
+    vocab = Vocab(config["vocab"])
+    model = build(spec, len(vocab), config["hparams"])
+    train_b, val_b = make_batches(_encode(vocab, text), Batching(**config["batching"]), options["batch_size"], config["split"])
+    seed = options["seed"]
+    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, options.get("amp", True), quiet, callbacks)
+    state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
+    for key in ("epoch", "step", "global_step", "loss_sum", "rows", "history"):
+        setattr(trainer.state, key, state[key])
+    if trainer.state.epoch >= len(lrs):
+        raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
+    options["epoch_lrs"] = lrs
+    atomic_write_json(run_dir / "run.json", {**record, "options": options})
+    if not quiet:
+        print(f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}", file=sys.stderr)
+    return _fit(trainer, spec, config, run_dir, max_steps)
+
+
+def _spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
+    """The registered spec a config names; a downloaded file never chooses code to import."""
+    name = config["model"]
+    models = registry.get().models
+    if name not in models:
+        plugin = config.get("plugin") or "?"
+        raise ZooError(
+            f"{where}/config.json names the model {name!r} of plugin {plugin!r} (version {config.get('plugin_version') or '?'}), "
+            f"which is not installed; install the plugin that provides it (see `zoo plugins`)"
+        )
+    return models[name]
+
+
+def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel:
+    """A trained model from a run directory (or, by name, from published weights)."""
+    path = Path(name_or_dir)
+    if (path / "config.json").exists():
+        return load_dir(path, device)
+    if path.is_dir():
+        raise ZooError(f"{path}: no config.json here; is this a zoo run directory?")
+    spec = registry.get_model(str(name_or_dir))  # "unknown model … did you mean"
+    raise ZooError(f"no trained weights for {spec.name!r} yet: train them with `zoo train {spec.name}` and pass the run directory")
+
+
+def load_dir(path: Path, device: str = "cpu") -> LoadedModel:
+    config = read_config(path)
+    spec = _spec_for(config, path)
+    vocab = Vocab(config["vocab"])
+    try:
+        model = build(spec, len(vocab), config["hparams"])
+    except TypeError as exc:
+        raise ZooError(f"{path}/config.json: its hyper-parameters do not fit {spec.name} ({exc})") from None
+    load_weights(path / "model.safetensors", model)
+    model.to(resolve_device(device))
+    model.eval()
+    return LoadedModel(spec, model, vocab, config, path)
+
+
+def evaluate(name_or_dir: str | Path, data: str | None = None, split: str | None = None, device: str = "cpu") -> dict[str, float]:
+    return load(name_or_dir, device).evaluate(data=data, split=split)

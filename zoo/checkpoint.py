@@ -1,0 +1,203 @@
+"""One directory = one model, in the Hugging Face Hub layout; plus the state to resume training.
+
+    model.safetensors   weights only (never a pickle)
+    config.json         model name, plugin, hyper-parameters, batching, vocabulary, versions
+    training.json       the per-epoch metrics history
+    run.json            how the run was made: resolved options, seed, versions, device, git revision
+    loss.png            the loss curves
+    checkpoint/         model.safetensors + optimizer.safetensors + state.json: enough to resume
+
+Every file is written to a temporary file, fsynced and renamed into place, and the
+checkpoint folder is swapped in whole, so an interruption never leaves a half-written
+file that counts as valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from zoo.errors import ZooError
+
+CONFIG_FORMAT = "zoo/1"
+CHECKPOINT = "checkpoint"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()  # mkstemp creates 0600 files; ours should be like any other file
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=True) + "\n").encode())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ZooError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ZooError(f"{path}: expected a JSON object")
+    return data
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    return st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=metadata)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ZooError(f"{path}: no such file") from None
+    try:
+        return st_load(raw)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ZooError(f"{path}: not a valid safetensors file, truncated or corrupt ({exc})") from None
+
+
+def save_weights(path: Path, model: nn.Module) -> None:
+    atomic_write_bytes(path, tensors_to_bytes(model.state_dict(), {"format": "pt"}))
+
+
+def load_weights(path: Path, model: nn.Module) -> None:
+    """Load strictly: any missing or unexpected tensor, or wrong shape, is an error naming it."""
+    tensors = read_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [f"{k} {tuple(tensors[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected))
+    if wrong:
+        problems.append("wrong shape " + ", ".join(wrong))
+    if problems:
+        raise ZooError(f"{path}: weights do not fit the model: {'; '.join(problems)}")
+    model.load_state_dict(tensors, strict=True)
+
+
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state_dict split into tensors (for safetensors) and JSON-able groups."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in meta.get("scalars", {}).items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(out_dir: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Write checkpoint/ as a whole: built beside it, then swapped in."""
+    out_dir = Path(out_dir)
+    final = out_dir / CHECKPOINT
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{CHECKPOINT}."))
+    tmp.chmod(_MODE | 0o111 & ~_umask())
+    old = out_dir / f".{CHECKPOINT}.old"
+    try:
+        save_weights(tmp / "model.safetensors", model)
+        opt_tensors, opt_meta = optimizer_to_tensors(opt)
+        opt_tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            opt_tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        atomic_write_bytes(tmp / "optimizer.safetensors", tensors_to_bytes(opt_tensors))
+        atomic_write_json(tmp / "state.json", {**state, "optimizer": opt_meta})
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def find_checkpoint(out_dir: Path) -> Path:
+    """checkpoint/, or the previous one if a swap was cut short."""
+    for name in (CHECKPOINT, f".{CHECKPOINT}.old"):
+        path = Path(out_dir) / name
+        if (path / "state.json").exists():
+            return path
+    raise ZooError(f"{out_dir}: no checkpoint to resume from (expected {out_dir}/{CHECKPOINT}/state.json)")
+
+
+def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    load_weights(ckpt / "model.safetensors", model)
+    state = read_json(ckpt / "state.json")
+    tensors = read_tensors(ckpt / "optimizer.safetensors")
+    try:
+        optimizer_from_tensors(opt, tensors, state["optimizer"])
+    except (KeyError, ValueError) as exc:
+        raise ZooError(f"{ckpt}: optimizer state does not fit this model ({exc})") from None
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return state
+
+
+REQUIRED_CONFIG = ("model", "hparams", "vocab", "batching")
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "config.json"
+    config = read_json(path)
+    for key in REQUIRED_CONFIG:
+        if key not in config:
+            raise ZooError(f"{path}: lacks the key {key!r}")
+    if not isinstance(config["hparams"], dict) or not isinstance(config["batching"], dict):
+        raise ZooError(f"{path}: 'hparams' and 'batching' must be objects")
+    if not isinstance(config["vocab"], list) or not all(isinstance(c, str) for c in config["vocab"]):
+        raise ZooError(f"{path}: 'vocab' must be a list of characters")
+    return config

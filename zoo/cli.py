@@ -1,0 +1,299 @@
+"""The `zoo` command. Listing commands never import torch; training and sampling do, lazily.
+
+Shell completion (click): eval "$(_ZOO_COMPLETE=bash_source zoo)"  (zsh_source, fish_source).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from zoo import __version__
+from zoo.errors import ZooError
+
+
+def _echo_table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    click.echo(line.rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def _reference_loss(spec: Any) -> str:
+    ref = spec.reference
+    if ref is None:
+        return "-"
+    if ref.final_val is not None:
+        return f"{ref.final_val:.3f} val"
+    if ref.final_trn is not None:
+        return f"{ref.final_trn:.3f} trn"
+    return "-"
+
+
+class ZooGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they were added: the order of the data flow
+
+
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="zoo")
+def cli() -> None:
+    """zoo - the models of fast.ai's Lesson 6, "RNNs from scratch", as a plugin-based model zoo.
+
+    \b
+    Start with:
+      zoo list                          the models every installed plugin registered
+      zoo train char-rnn                train one with the lesson's recipe
+      zoo sample runs/char-rnn --prompt "for thos"
+    """
+
+
+@cli.command("list")
+@click.argument("pattern", required=False)
+@click.option("--tag", help="Only models with this tag.")
+@click.option("--pretrained", is_flag=True, help="Only models with published weights.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(pattern: str | None, tag: str | None, pretrained: bool, as_json: bool) -> None:
+    """List registered models; PATTERN is a shell wildcard such as 'char-*'."""
+    from zoo import published, registry
+
+    weights = published.load()
+    specs = registry.list_models(pattern, tag)
+    if pretrained:
+        specs = [s for s in specs if s.name in weights]
+    if as_json:
+        out = []
+        for s in specs:
+            w = weights.get(s.name)
+            val = w.metric("val_loss") if w else None
+            out.append(
+                {
+                    "name": s.name,
+                    "plugin": s.plugin,
+                    "task": s.task,
+                    "num_params": s.num_params,
+                    "dataset": s.dataset,
+                    "summary": s.summary,
+                    "tags": list(s.tags),
+                    "reference_val_loss": s.reference.final_val if s.reference else None,
+                    "reference_trn_loss": s.reference.final_trn if s.reference else None,
+                    "pretrained": w is not None,
+                    "pretrained_val_loss": val.value if val else None,
+                }
+            )
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not specs:
+        what = f"matching {pattern!r}" if pattern else "registered"
+        raise ZooError(f"no models {what}{' with tag ' + repr(tag) if tag else ''}{' with weights' if pretrained else ''}; see `zoo plugins`")
+    rows = []
+    for s in specs:
+        w = weights.get(s.name)
+        val = w.metric("val_loss") if w else None
+        rows.append(
+            [
+                s.name,
+                s.plugin,
+                s.task,
+                f"{s.num_params:,}" if s.num_params else "?",
+                s.dataset,
+                _reference_loss(s),
+                (f"yes ({val.value:.3f})" if val else "yes") if w else "no",
+            ]
+        )
+    _echo_table(rows, ["name", "plugin", "task", "params", "dataset", "lesson", "weights"])
+
+
+@cli.command()
+@click.argument("name")
+def info(name: str) -> None:
+    """Everything zoo knows about one model."""
+    from zoo import published, registry
+
+    s = registry.get_model(name)
+    w = published.load().get(s.name)
+    click.echo(f"{s.name}: {s.summary}")
+    fields = [
+        ("plugin", s.plugin),
+        ("task", s.task),
+        ("builder", s.builder),
+        ("parameters", f"{s.num_params:,}" if s.num_params else "?"),
+        ("dataset", s.dataset),
+        ("tags", ", ".join(s.tags) or "-"),
+        ("hyper-parameters", ", ".join(f"{k}={v}" for k, v in s.hparams.items()) or "-"),
+        ("batching", f"{s.batching.kind}, length {s.batching.length}, stride {s.batching.stride}, targets {s.batching.targets}"),
+        ("validation split", s.split),
+        ("batch size", str(s.batch_size)),
+        ("optimizer", s.optimizer),
+        ("recipe", s.recipe_text()),
+        ("train it", f"zoo train {s.name}"),
+    ]
+    if s.reference:
+        r = s.reference
+        fields.append(("reference", r.source))
+        if any(v is not None for v in r.trn_loss):
+            fields.append(("  trn loss/epoch", ", ".join("-" if v is None else f"{v:.3f}" for v in r.trn_loss)))
+        if any(v is not None for v in r.val_loss):
+            fields.append(("  val loss/epoch", ", ".join("-" if v is None else f"{v:.3f}" for v in r.val_loss)))
+        if r.note:
+            fields.append(("  note", r.note))
+    if w:
+        fields += [("weights", f"{w.repo} @ {w.revision[:12]}"), ("  license", w.license), ("  recipe", w.recipe)]
+        fields += [(f"  {m.name}", f"{m.value:.4f} ({m.dataset}, {m.split})") for m in w.metrics]
+    else:
+        fields.append(("weights", "none published"))
+    width = max(len(k) for k, _ in fields)
+    for k, v in fields:
+        click.echo(f"  {k.ljust(width)}  {v}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins: what they provide, or why they failed to load."""
+    from zoo import registry
+    from zoo.plugins import host
+
+    reg = registry.get()
+    infos = sorted(host().infos.values(), key=lambda i: i.name)
+    if as_json:
+        click.echo(json.dumps({"plugins": [i.as_dict() for i in infos], "conflicts": reg.conflicts}, indent=2))
+        return
+    rows = [
+        [
+            i.name,
+            i.distribution or "-",
+            i.version or "-",
+            ", ".join(h.removeprefix("zoo_") for h in i.hooks) or "-",
+            ", ".join(i.models + i.datasets) or "-",
+            ("FAILED: " + i.error) if i.error else "ok",
+        ]
+        for i in infos
+    ]
+    _echo_table(rows, ["plugin", "distribution", "version", "hooks", "provides", "status"])
+    for c in reg.conflicts:
+        click.echo(f"conflict: {c}", err=True)
+
+
+@cli.command()
+def datasets() -> None:
+    """List registered datasets (use them with --data NAME)."""
+    from zoo import registry
+
+    reg = registry.get()
+    rows = [[name, getattr(src, "summary", "")] for name, src in sorted(reg.datasets.items())]
+    _echo_table(rows, ["dataset", "summary"])
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be positive")
+    return value
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--epochs", type=int, callback=_positive, help="Epochs in all (default: the recipe's).")
+@click.option("--lr", type=float, callback=_positive, help="One learning rate for every epoch (default: the recipe's).")
+@click.option("--batch-size", type=int, callback=_positive, help="Rows per batch (default: the spec's, 512 for the lesson).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--data", help="A dataset name (see `zoo datasets`) or a text file (default: the model's dataset).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME, runs/NAME-2, ...).")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyper-parameter (repeatable).")
+@click.option("--split", type=click.Choice(["random", "tail"]), help="Validation rows: the lesson's random 20%, or the last 20% of the text.")
+@click.option("--max-steps", type=int, callback=_positive, help="Stop after this many batches (with a checkpoint).")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (bfloat16) on CUDA.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
+def train(name: str | None, **options: Any) -> None:
+    """Train model NAME with its recipe; writes a checkpoint after every epoch.
+
+    Ctrl-C saves a checkpoint; `zoo train --resume DIR` continues it exactly.
+    """
+    from zoo import api
+
+    if options["resume"]:
+        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "quiet")}
+        m = api.train(name, resume=options["resume"], **keep)
+    else:
+        del options["resume"]
+        m = api.train(name, **options)
+    if m.history:
+        last = m.history[-1]
+        click.echo(f"{m.name}: val_loss {last['val_loss']:.4f} after epoch {int(last['epoch'])}; weights in {m.path}")
+    else:
+        click.echo(f"{m.name}: stopped before the first epoch ended; continue with zoo train --resume {m.path}")
+
+
+@cli.command("eval")
+@click.argument("model")
+@click.option("--data", help="A dataset name or text file (default: what the model was trained on).")
+@click.option("--split", type=click.Choice(["random", "tail"]), help="Validation rows (default: the model's).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(model: str, data: str | None, split: str | None, device: str, as_json: bool) -> None:
+    """Validation loss (nats/char, bits/char) and accuracy of MODEL (a run directory or a name)."""
+    from zoo import api
+
+    result = api.load(model, device).evaluate(data=data, split=split)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"val_loss {result['val_loss']:.4f} nats/char  ({result['val_bpc']:.4f} bits/char)  accuracy {result['val_acc']:.4f}  rows {result['rows']:,}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--prompt", default="for thos", show_default=True)
+@click.option("--length", type=int, default=400, show_default=True, callback=_positive)
+@click.option("--temperature", type=float, default=0.8, show_default=True, help="0 is greedy.")
+@click.option("--top-k", type=int, callback=_positive, help="Sample only from the K likeliest characters.")
+@click.option("--seed", type=int, help="Same seed, same text.")
+@click.option("--num-samples", type=int, default=1, show_default=True, callback=_positive)
+@click.option("--device", default="cpu", show_default=True)
+def sample(model: str, prompt: str, length: int, temperature: float, top_k: int | None, seed: int | None, num_samples: int, device: str) -> None:
+    """Generate text from MODEL (a run directory or a name), one character at a time."""
+    from zoo import api
+
+    if temperature < 0:
+        raise ZooError("--temperature must be zero or more")
+    m = api.load(model, device)
+    texts = m.sample(prompt, length, temperature=temperature, top_k=top_k, seed=seed, num_samples=num_samples)
+    for i, text in enumerate([texts] if isinstance(texts, str) else texts):
+        if i:
+            click.echo("\n---")
+        click.echo(prompt + text)
+
+
+def _add_plugin_commands() -> None:
+    from zoo.plugins import host
+
+    host().call_each("zoo_register_commands", cli=cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        _add_plugin_commands()
+        rc = cli.main(args=argv, prog_name="zoo", standalone_mode=False)
+        if isinstance(rc, int):  # click.exceptions.Exit (e.g. --help) comes back as its exit code
+            sys.exit(rc)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ZooError as exc:
+        click.echo(f"zoo: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)

@@ -1,0 +1,15 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """A problem the user can fix: the message is shown as is, without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(ZooError):
+    """Bad input on the command line (exit code 2, like click's own usage errors)."""
+
+    exit_code = 2

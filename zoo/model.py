@@ -1,0 +1,119 @@
+"""The model contract, and building a model from its spec.
+
+A character language model (task "char-lm") is a `torch.nn.Module` with:
+
+- `forward(x)`: x is a LongTensor [batch, length] of character ids; returns logits
+  [batch, vocab] (one prediction: the next character) or [batch, length, vocab]
+  (a prediction at every position), matching the targets of its batching scheme;
+- `init_state(batch_size)`: the hidden state before the first character;
+- `step(x, state)`: x is a LongTensor [batch] of one character each; returns
+  (logits [batch, vocab], new state). The sampler uses it to carry the state forward
+  one character at a time instead of re-running the whole window;
+- `context`: how many characters one prediction sees when the model was trained from a
+  zero state (the window length), or None if the state is carried indefinitely.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.spec import ModelSpec
+
+State = Any  # a tensor (or tuple of tensors) whose first dimension is the batch
+
+
+@runtime_checkable
+class CharLM(Protocol):
+    context: int | None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def init_state(self, batch_size: int) -> State: ...
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]: ...
+
+
+def import_builder(spec: ModelSpec) -> Any:
+    module_name, _, attr = spec.builder.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ZooError(f"model {spec.name!r}: cannot import its builder {spec.builder!r} ({exc})") from None
+    return obj
+
+
+def build(spec: ModelSpec, vocab_size: int, hparams: dict[str, Any] | None = None) -> nn.Module:
+    """A freshly initialised model of `spec` for a vocabulary of `vocab_size`."""
+    params = dict(spec.hparams if hparams is None else hparams)
+    model = import_builder(spec)(vocab_size=vocab_size, **params)
+    if not isinstance(model, nn.Module):
+        raise ZooError(f"model {spec.name!r}: its builder returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def parse_overrides(spec: ModelSpec, pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`--set key=value` pairs to typed hyper-parameters, checked against the spec's defaults."""
+    hparams = dict(spec.hparams)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ZooError(f"--set {pair!r}: expected key=value")
+        if key not in hparams:
+            known = ", ".join(sorted(hparams)) or "none"
+            raise ZooError(f"--set {key}: {spec.name} has no hyper-parameter {key!r} (known: {known})")
+        hparams[key] = coerce(key, raw.strip(), hparams[key])
+    return hparams
+
+
+def coerce(key: str, raw: str, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if default is None:
+            return raw
+        return kind(raw)
+    except ValueError:
+        raise ZooError(f"--set {key}={raw}: expected a {kind.__name__}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks CUDA, then MPS, then the CPU; an unavailable device is a clear error."""
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ZooError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu or auto")
+        return torch.device(name)
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ZooError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ZooError(f"--device {name}: unknown device (use auto, cpu, cuda, cuda:N or mps)")

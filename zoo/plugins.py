@@ -1,0 +1,143 @@
+"""Finding and loading plugins: entry points in the group "zoo", loaded crash-proof.
+
+A plugin that fails to import is skipped with one warning line on stderr and kept,
+with its error, for `zoo plugins`. ZOO_LOAD_PLUGINS=a,b loads only those plugins;
+ZOO_DISABLE_PLUGINS=a,b blocks those.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from zoo import hookspecs
+
+ENTRY_POINT_GROUP = "zoo"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str = ""
+    version: str = ""
+    hooks: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": self.hooks,
+            "models": self.models,
+            "datasets": self.datasets,
+            "error": self.error or None,
+        }
+
+
+def _env_list(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _warn(message: str) -> None:
+    print(f"zoo: warning: {message}", file=sys.stderr)
+
+
+class PluginHost:
+    """The pluggy manager plus what zoo learned about each plugin while loading it."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("zoo")
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def load_entry_points(self) -> None:
+        only = _env_list("ZOO_LOAD_PLUGINS")
+        blocked = _env_list("ZOO_DISABLE_PLUGINS") or set()
+        seen: set[str] = set()
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            if (only is not None and ep.name not in only) or ep.name in blocked:
+                continue
+            dist = ep.dist
+            info = PluginInfo(
+                name=ep.name,
+                distribution=dist.metadata["Name"] if dist else "",
+                version=dist.version if dist else "",
+            )
+            self.infos[ep.name] = info
+            try:
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:  # a broken plugin must not take zoo down
+                info.error = f"{type(exc).__name__}: {exc}"
+                _warn(f"plugin {ep.name!r} failed to load and was skipped ({info.error})")
+                continue
+            info.hooks = self._hook_names(ep.name)
+        if only:
+            for missing in sorted(only - set(self.infos)):
+                _warn(f"ZOO_LOAD_PLUGINS names {missing!r}, which is not installed")
+
+    def register(self, plugin: Any, name: str) -> None:
+        """Register an in-process plugin object (tests, notebooks)."""
+        self.pm.register(plugin, name=name)
+        self.infos[name] = PluginInfo(name=name, distribution="(in process)", hooks=self._hook_names(name))
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.infos.pop(name, None)
+
+    def _hook_names(self, name: str) -> list[str]:
+        plugin = self.pm.get_plugin(name)
+        if plugin is None:
+            return []
+        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+
+    def call_each(self, hook_name: str, **kwargs_for: Any) -> None:
+        """Call `hook_name` on each plugin separately, so a failure is pinned on its plugin.
+
+        `kwargs_for` values may be callables taking the plugin name (to build per-plugin
+        arguments such as a `register` callback that knows who is registering).
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            kwargs = {k: (v(impl.plugin_name) if callable(v) and k == "register" else v) for k, v in kwargs_for.items()}
+            try:
+                impl.function(**kwargs)
+            except Exception as exc:
+                info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
+                info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                _warn(f"plugin {impl.plugin_name!r}: {info.error}")
+
+
+_host: PluginHost | None = None
+
+
+def host() -> PluginHost:
+    """The process-wide plugin host, created and loaded on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+        _host.load_entry_points()
+    return _host
+
+
+def reset() -> None:
+    """Forget loaded plugins and registries (tests; a changed environment)."""
+    global _host
+    _host = None
+    from zoo import registry
+
+    registry.reset()

@@ -1,0 +1,133 @@
+"""registry.toml: the weights zoo publishes, pinned and hashed. Schema: docs/registry.md.
+
+Read with the standard library only (no torch), validated on load: a malformed file
+raises one ZooError that names the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+SCHEMA_VERSION = 1
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    dataset: str
+    split: str
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    model: str
+    repo: str
+    revision: str
+    license: str
+    recipe: str
+    num_params: int
+    files: dict[str, str] = field(default_factory=dict)
+    metrics: tuple[Metric, ...] = ()
+
+    def metric(self, name: str) -> Metric | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+def default_path() -> Path:
+    """ZOO_REGISTRY, else the registry.toml shipped beside the package."""
+    env = os.environ.get("ZOO_REGISTRY")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent / "registry.toml"
+
+
+def _need(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in table:
+        raise ZooError(f"registry.toml: {where}.{key} is missing")
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ZooError(f"registry.toml: {where}.{key} must be a {want}, got {value!r}")
+    return value
+
+
+def _parse_entry(model: str, table: Any) -> PublishedWeights:
+    where = f"weights.{model}"
+    if not isinstance(table, dict):
+        raise ZooError(f"registry.toml: {where} must be a table")
+    known = {"repo", "revision", "license", "recipe", "num_params", "files", "metrics"}
+    for key in table:
+        if key not in known:
+            raise ZooError(f"registry.toml: {where}.{key} is not a known key (known: {', '.join(sorted(known))})")
+    repo = _need(table, "repo", str, where)
+    if not _REPO.match(repo):
+        raise ZooError(f"registry.toml: {where}.repo must look like OWNER/NAME, got {repo!r}")
+    revision = _need(table, "revision", str, where)
+    if not _HEX40.match(revision):
+        raise ZooError(f"registry.toml: {where}.revision must be a 40-character commit hash, got {revision!r}")
+    files = _need(table, "files", dict, where)
+    if not files:
+        raise ZooError(f"registry.toml: {where}.files is empty")
+    for fname, digest in files.items():
+        if not isinstance(digest, str) or not _HEX64.match(digest):
+            raise ZooError(f"registry.toml: {where}.files.{fname} must be a sha256 of 64 hex characters, got {digest!r}")
+    num_params = _need(table, "num_params", int, where)
+    if num_params <= 0:
+        raise ZooError(f"registry.toml: {where}.num_params must be positive")
+    metrics = []
+    for i, m in enumerate(_need(table, "metrics", list, where)):
+        mw = f"{where}.metrics[{i}]"
+        if not isinstance(m, dict):
+            raise ZooError(f"registry.toml: {mw} must be a table")
+        metrics.append(
+            Metric(
+                name=_need(m, "name", str, mw),
+                value=float(_need(m, "value", (int, float), mw)),
+                dataset=_need(m, "dataset", str, mw),
+                split=_need(m, "split", str, mw),
+            )
+        )
+    return PublishedWeights(
+        model=model,
+        repo=repo,
+        revision=revision,
+        license=_need(table, "license", str, where),
+        recipe=_need(table, "recipe", str, where),
+        num_params=num_params,
+        files=dict(files),
+        metrics=tuple(metrics),
+    )
+
+
+def load(path: Path | None = None) -> dict[str, PublishedWeights]:
+    """Parse and validate registry.toml; {} when the file does not exist."""
+    path = path or default_path()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ZooError(f"{path}: not valid TOML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{path}: cannot be read ({exc})") from None
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise ZooError(f"registry.toml: schema must be {SCHEMA_VERSION}, got {schema!r}")
+    for key in data:
+        if key not in ("schema", "weights"):
+            raise ZooError(f"registry.toml: top-level key {key!r} is not known (known: schema, weights)")
+    weights = data.get("weights", {})
+    if not isinstance(weights, dict):
+        raise ZooError("registry.toml: weights must be a table")
+    return {name: _parse_entry(name, table) for name, table in weights.items()}

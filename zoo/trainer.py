@@ -1,0 +1,279 @@
+"""The fit loop: batches in, a trained model and a checkpoint per epoch out.
+
+Contract: the model meets `zoo.model.CharLM` (its logits match the batching scheme's
+targets); the batches have `len()`, `rows`, `length` and `epoch(seed, epoch, start_step)`.
+Plugins see the run through the hooks zoo_on_train_start, zoo_on_epoch_end and
+zoo_on_train_end; Python callers can pass `callbacks` with the same method names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
+from zoo.errors import ZooError
+from zoo.progress import Progress
+
+
+class TrainingInterrupted(ZooError):
+    """Ctrl-C or SIGTERM: a checkpoint was saved; `zoo train --resume DIR` continues."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunInfo:
+    """What hooks and callbacks see of a run."""
+
+    name: str
+    out_dir: Path
+    config: dict[str, Any]
+    device: str
+    epochs: int
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs finished
+    step: int = 0  # batches done in the current epoch
+    global_step: int = 0
+    loss_sum: float = 0.0  # of the current epoch so far, weighted by rows
+    rows: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("epoch", "step", "global_step", "loss_sum", "rows", "history")}
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy (nats per character) and accuracy over every target of `batches`."""
+    was_training = model.training
+    model.eval()
+    total = correct = 0
+    loss_sum = 0.0
+    try:
+        for x, y in batches.epoch():
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(device, amp):
+                logits = model(x)
+            logits = logits.reshape(-1, logits.shape[-1]).float()
+            y = y.reshape(-1)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            total += y.numel()
+    finally:
+        model.train(was_training)
+    return loss_sum / max(1, total), correct / max(1, total)
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: checkpoint, then exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_batches: Any,
+        val_batches: Any,
+        epoch_lrs: list[float],
+        *,
+        seed: int,
+        device: torch.device,
+        out_dir: Path,
+        run: RunInfo,
+        amp: bool = True,
+        hook: Any = None,
+        callbacks: list[Any] | None = None,
+        reference: list[float | None] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.model = model.to(device)
+        self.train_batches = train_batches
+        self.val_batches = val_batches
+        self.epoch_lrs = epoch_lrs
+        self.seed = seed
+        self.device = device
+        self.out_dir = Path(out_dir)
+        self.run = run
+        self.amp = amp and device.type == "cuda"
+        self.hook = hook
+        self.callbacks = callbacks or []
+        self.reference = reference or []
+        self.quiet = quiet
+        self.opt = torch.optim.Adam(model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
+        self.state = TrainState()
+
+    def _emit(self, name: str, **kwargs: Any) -> None:
+        if self.hook is not None:
+            getattr(self.hook, f"zoo_{name}")(run=self.run, **kwargs)
+        for cb in self.callbacks:
+            fn = getattr(cb, name, None)
+            if fn:
+                fn(run=self.run, **kwargs)
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def checkpoint(self) -> None:
+        save_weights(self.out_dir / "model.safetensors", self.model)
+        save_checkpoint(self.out_dir, self.model, self.opt, self.state.as_dict())
+
+    def fit(self, max_steps: int | None = None) -> list[dict[str, float]]:
+        """Train until the recipe's last epoch (or `max_steps` batches in all); returns the history."""
+        st = self.state
+        self._emit("on_train_start")
+        self._say(self._header())
+        with _sigterm_as_interrupt():
+            try:
+                while st.epoch < len(self.epoch_lrs):
+                    if max_steps is not None and st.global_step >= max_steps:
+                        self.checkpoint()
+                        return st.history
+                    if not self._run_epoch(max_steps):
+                        self.checkpoint()
+                        return st.history
+            except KeyboardInterrupt:
+                self.checkpoint()
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {st.epoch + 1}, batch {st.step}; checkpoint saved. "
+                    f"Continue with: zoo train --resume {self.out_dir}"
+                ) from None
+        self._emit("on_train_end", history=st.history)
+        return st.history
+
+    def _header(self) -> str:
+        return f"{'epoch':>5}  {'lr':>8}  {'trn_loss':>8}  {'val_loss':>8}  {'val_acc':>7}  {'lesson':>7}  {'chars/s':>9}  {'seconds':>7}"
+
+    def _run_epoch(self, max_steps: int | None) -> bool:
+        """One epoch (or the rest of it); False if stopped early by max_steps."""
+        st = self.state
+        lr = self.epoch_lrs[st.epoch]
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        batches = self.train_batches
+        n_batches = len(batches)
+        bar = Progress(n_batches, desc=f"epoch {st.epoch + 1}/{len(self.epoch_lrs)}")
+        bar.enabled = bar.enabled and not self.quiet
+        bar.done = st.step
+        t0 = time.perf_counter()
+        chars = 0
+        for x, y in batches.epoch(self.seed, st.epoch, st.step):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with _autocast(self.device, self.amp):
+                logits = self.model(x)
+            loss = loss_fn(logits, y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ZooError(f"the loss became {value} at epoch {st.epoch + 1}, batch {st.step + 1}; try a lower --lr")
+            st.loss_sum += value * x.shape[0]
+            st.rows += x.shape[0]
+            st.step += 1
+            st.global_step += 1
+            chars += x.numel()
+            rate = chars / max(1e-9, time.perf_counter() - t0)
+            bar.update(1, loss=f"{st.loss_sum / st.rows:.3f}", rate=f"{rate / 1000:.0f}k chars/s")
+            if max_steps is not None and st.global_step >= max_steps and st.step < n_batches:
+                bar.close()
+                return False
+        bar.close()
+        seconds = time.perf_counter() - t0
+        val_loss, val_acc = evaluate(self.model, self.val_batches, self.device, self.amp)
+        metrics = {
+            "epoch": st.epoch + 1,
+            "lr": lr,
+            "trn_loss": st.loss_sum / max(1, st.rows),
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": seconds,
+            "chars_per_s": chars / max(1e-9, seconds),
+        }
+        ref = self.reference[st.epoch] if st.epoch < len(self.reference) else None
+        self._say(
+            f"{st.epoch + 1:>5}  {lr:>8.0e}  {metrics['trn_loss']:>8.4f}  {val_loss:>8.4f}  {val_acc:>7.3f}  "
+            f"{(f'{ref:.3f}' if ref is not None else '-'):>7}  {metrics['chars_per_s']:>9.0f}  {seconds:>7.1f}"
+        )
+        st.history.append(metrics)
+        st.epoch += 1
+        st.step = 0
+        st.loss_sum = 0.0
+        st.rows = 0
+        self.checkpoint()
+        atomic_write_json(self.out_dir / "training.json", {"history": st.history})
+        _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name)
+        self._emit("on_epoch_end", epoch=st.epoch, metrics=metrics)
+        return True
+
+
+def _plot_losses(path: Path, history: list[dict[str, float]], reference: list[float | None], title: str) -> None:
+    """loss.png beside the weights; skipped quietly when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    from zoo.checkpoint import atomic_write_bytes
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(epochs, [h["trn_loss"] for h in history], "o-", label="training")
+    ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
+    ref_pts = [(i + 1, r) for i, r in enumerate(reference) if r is not None and i < len(history)]
+    if ref_pts:
+        ax.plot(*zip(*ref_pts), "x--", color="grey", label="lesson (validation)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy (nats/char)")
+    ax.set_title(title)
+    ax.set_xticks(epochs)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
