@@ -1,10 +1,10 @@
 """The Python API: `zoo.train`, `zoo.load`, and the `LoadedModel` they return.
 
-    import zoo
-    m = zoo.train("char-rnn", data="pydoc-topics", epochs=1)
-    print(m.sample("for thos", length=200, seed=0))
-    m = zoo.load("runs/char-rnn")          # a run directory, or a model name with weights
-    print(m.evaluate())
+import zoo
+m = zoo.train("char-rnn", data="pydoc-topics", epochs=1)
+print(m.sample("for thos", length=200, seed=0))
+m = zoo.load("runs/char-rnn")          # a run directory, or a model name with weights
+print(m.evaluate())
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from zoo.model import build, count_params, parse_overrides, resolve_device
 from zoo.plugins import host
 from zoo.sampling import sample as _sample
 from zoo.spec import Batching, ModelSpec
-from zoo.trainer import RunInfo, Trainer, evaluate as _evaluate
+from zoo.trainer import RunInfo, Trainer
+from zoo.trainer import evaluate as _evaluate
 
 
 class LoadedModel:
@@ -80,7 +81,15 @@ class LoadedModel:
     ) -> str | list[str]:
         """Continue `prompt` by `length` characters; temperature 0 is greedy. A list if num_samples > 1."""
         texts = _sample(
-            self.model, self.vocab, prompt, length, context=self.context, temperature=temperature, top_k=top_k, seed=seed, num_samples=num_samples
+            self.model,
+            self.vocab,
+            prompt,
+            length,
+            context=self.context,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+            num_samples=num_samples,
         )
         return texts if num_samples > 1 else texts[0]
 

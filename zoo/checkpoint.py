@@ -98,7 +98,11 @@ def load_weights(path: Path, model: nn.Module) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k} {tuple(tensors[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append("missing " + ", ".join(missing))

@@ -90,7 +90,9 @@ def list_cmd(pattern: str | None, tag: str | None, pretrained: bool, as_json: bo
         return
     if not specs:
         what = f"matching {pattern!r}" if pattern else "registered"
-        raise ZooError(f"no models {what}{' with tag ' + repr(tag) if tag else ''}{' with weights' if pretrained else ''}; see `zoo plugins`")
+        raise ZooError(
+            f"no models {what}{' with tag ' + repr(tag) if tag else ''}{' with weights' if pretrained else ''}; see `zoo plugins`"
+        )
     rows = []
     for s in specs:
         w = weights.get(s.name)
@@ -207,7 +209,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME, runs/NAME-2, ...).")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyper-parameter (repeatable).")
-@click.option("--split", type=click.Choice(["random", "tail"]), help="Validation rows: the lesson's random 20%, or the last 20% of the text.")
+@click.option(
+    "--split", type=click.Choice(["random", "tail"]), help="Validation rows: the lesson's random 20%, or the last 20% of the text."
+)
 @click.option("--max-steps", type=int, callback=_positive, help="Stop after this many batches (with a checkpoint).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (bfloat16) on CUDA.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
@@ -245,7 +249,8 @@ def eval_cmd(model: str, data: str | None, split: str | None, device: str, as_js
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"val_loss {result['val_loss']:.4f} nats/char  ({result['val_bpc']:.4f} bits/char)  accuracy {result['val_acc']:.4f}  rows {result['rows']:,}")
+        loss, bpc = result["val_loss"], result["val_bpc"]
+        click.echo(f"val_loss {loss:.4f} nats/char  ({bpc:.4f} bits/char)  accuracy {result['val_acc']:.4f}  rows {result['rows']:,}")
 
 
 @cli.command()
@@ -257,7 +262,9 @@ def eval_cmd(model: str, data: str | None, split: str | None, device: str, as_js
 @click.option("--seed", type=int, help="Same seed, same text.")
 @click.option("--num-samples", type=int, default=1, show_default=True, callback=_positive)
 @click.option("--device", default="cpu", show_default=True)
-def sample(model: str, prompt: str, length: int, temperature: float, top_k: int | None, seed: int | None, num_samples: int, device: str) -> None:
+def sample(
+    model: str, prompt: str, length: int, temperature: float, top_k: int | None, seed: int | None, num_samples: int, device: str
+) -> None:
     """Generate text from MODEL (a run directory or a name), one character at a time."""
     from zoo import api
 
@@ -277,6 +284,9 @@ def _add_plugin_commands() -> None:
     host().call_each("zoo_register_commands", cli=cli)
 
 
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         _add_plugin_commands()
@@ -286,8 +296,15 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except _NoArgsIsHelp as exc:  # bare `zoo`: the help, not an error
         exc.show()
+        sys.exit(0)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"zoo: error: {exc.format_message()}{where}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"zoo: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except ZooError as exc:
         click.echo(f"zoo: error: {exc}", err=True)

@@ -6,7 +6,8 @@ implements any of these hooks with the `zoo.hookimpl` decorator.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -94,7 +94,8 @@ def coerce(key: str, raw: str, default: Any) -> Any:
             return raw
         return kind(raw)
     except ValueError:
-        raise ZooError(f"--set {key}={raw}: expected a {kind.__name__}") from None
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        raise ZooError(f"--set {key}={raw}: expected {article} {kind.__name__}") from None
 
 
 def resolve_device(name: str) -> torch.device:

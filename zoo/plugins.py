@@ -64,28 +64,31 @@ class PluginHost:
     def load_entry_points(self) -> None:
         only = _env_list("ZOO_LOAD_PLUGINS")
         blocked = _env_list("ZOO_DISABLE_PLUGINS") or set()
-        seen: set[str] = set()
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
+        seen: dict[str, str] = {}  # plugin name -> distribution that provided it
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):  # sys.path order: first wins
             if (only is not None and ep.name not in only) or ep.name in blocked:
                 continue
             dist = ep.dist
-            info = PluginInfo(
-                name=ep.name,
-                distribution=dist.metadata["Name"] if dist else "",
-                version=dist.version if dist else "",
-            )
+            dist_name = dist.metadata["Name"] if dist else ""
+            if ep.name in seen:
+                if seen[ep.name] != dist_name:  # another distribution claims the same plugin name
+                    _warn(f"plugin name {ep.name!r} is provided by both {seen[ep.name]!r} and {dist_name!r}; {dist_name!r} was skipped")
+                continue  # else: the same distribution visible twice on sys.path
+            seen[ep.name] = dist_name
+            info = PluginInfo(name=ep.name, distribution=dist_name, version=dist.version if dist else "")
             self.infos[ep.name] = info
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
+                self.pm.check_pending()  # a misspelled zoo_* hook is an error, not silence
             except Exception as exc:  # a broken plugin must not take zoo down
+                if self.pm.is_registered(self.pm.get_plugin(ep.name)):
+                    self.pm.unregister(name=ep.name)
                 info.error = f"{type(exc).__name__}: {exc}"
                 _warn(f"plugin {ep.name!r} failed to load and was skipped ({info.error})")
                 continue
             info.hooks = self._hook_names(ep.name)
+        self.infos = dict(sorted(self.infos.items()))
         if only:
             for missing in sorted(only - set(self.infos)):
                 _warn(f"ZOO_LOAD_PLUGINS names {missing!r}, which is not installed")
@@ -93,11 +96,18 @@ class PluginHost:
     def register(self, plugin: Any, name: str) -> None:
         """Register an in-process plugin object (tests, notebooks)."""
         self.pm.register(plugin, name=name)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(name=name)
+            raise
         self.infos[name] = PluginInfo(name=name, distribution="(in process)", hooks=self._hook_names(name))
+        _forget_registry()
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.infos.pop(name, None)
+        _forget_registry()
 
     def _hook_names(self, name: str) -> list[str]:
         plugin = self.pm.get_plugin(name)
@@ -113,13 +123,20 @@ class PluginHost:
         """
         caller = getattr(self.pm.hook, hook_name)
         for impl in caller.get_hookimpls():
-            kwargs = {k: (v(impl.plugin_name) if callable(v) and k == "register" else v) for k, v in kwargs_for.items()}
+            # pluggy lets an implementation take only some of the hook's arguments
+            kwargs = {k: (v(impl.plugin_name) if k == "register" else v) for k, v in kwargs_for.items() if k in impl.argnames}
             try:
                 impl.function(**kwargs)
             except Exception as exc:
                 info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
                 info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
                 _warn(f"plugin {impl.plugin_name!r}: {info.error}")
+
+
+def _forget_registry() -> None:
+    from zoo import registry
+
+    registry.reset()
 
 
 _host: PluginHost | None = None

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from zoo.errors import ZooError
 
@@ -58,7 +59,8 @@ def _need(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where:
     value = table[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ZooError(f"registry.toml: {where}.{key} must be a {want}, got {value!r}")
+        article = "an" if want[0] in "aeiou" else "a"
+        raise ZooError(f"registry.toml: {where}.{key} must be {article} {want}, got {value!r}")
     return value
 
 

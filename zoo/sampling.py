@@ -109,7 +109,18 @@ def _rows(state: Any) -> int:
 
 
 @torch.no_grad()
-def sample_by_rerunning(model: nn.Module, vocab: Vocab, prompt: str, length: int, *, context: int, every: bool, temperature: float, top_k: int | None, seed: int | None) -> str:
+def sample_by_rerunning(
+    model: nn.Module,
+    vocab: Vocab,
+    prompt: str,
+    length: int,
+    *,
+    context: int,
+    every: bool,
+    temperature: float,
+    top_k: int | None,
+    seed: int | None,
+) -> str:
     """The lesson's way (reference for tests): run the model over the last `context` chars each time."""
     ids = check_prompt(vocab, prompt)
     model.eval()

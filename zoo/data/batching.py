@@ -101,7 +101,9 @@ def window_starts(n_chars: int, scheme: Batching) -> torch.Tensor:
     return torch.arange(0, last, scheme.stride)
 
 
-def split_rows(starts: torch.Tensor, n_chars: int, scheme: Batching, split: str, val_frac: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+def split_rows(
+    starts: torch.Tensor, n_chars: int, scheme: Batching, split: str, val_frac: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
     if split == "random":
         perm = torch.randperm(len(starts), generator=torch.Generator().manual_seed(SPLIT_SEED))
         n_val = int(len(starts) * val_frac)

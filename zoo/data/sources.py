@@ -43,7 +43,7 @@ def decode_text(raw: bytes, origin: str) -> str:
     """Bytes to text, refusing what is not UTF-8 text (zoo reserves \\0 for padding)."""
     if not raw:
         raise ZooError(f"{origin}: the file is empty")
-    if b"\0" in raw[:1 << 20]:
+    if b"\0" in raw[: 1 << 20]:
         raise ZooError(f"{origin}: looks like a binary file (it contains NUL bytes), not text")
     try:
         return raw.decode("utf-8")

@@ -1,0 +1,88 @@
+"""Sampling: carrying the state forward gives exactly the lesson's re-run-the-window predictions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import one_line_error, run_zoo
+
+import zoo
+from zoo import registry
+from zoo.data.vocab import Vocab
+from zoo.errors import ZooError
+from zoo.model import build
+from zoo.sampling import sample, sample_by_rerunning
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 3
+VOCAB = Vocab.from_text(TEXT)
+
+
+def model_for(name: str):
+    spec = registry.get_model(name)
+    torch.manual_seed(0)
+    return spec, build(spec, len(VOCAB), {**spec.hparams, "n_hidden": 48, "n_fac": 12}).eval()
+
+
+@pytest.mark.parametrize("name", ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_state_carrying_sampler_equals_rerunning_the_window(name, temperature):
+    spec, model = model_for(name)
+    ctx = spec.batching.length
+    fast = sample(model, VOCAB, "the qu", 60, context=ctx, temperature=temperature, seed=5)[0]
+    slow = sample_by_rerunning(
+        model, VOCAB, "the qu", 60, context=ctx, every=spec.batching.targets == "every", temperature=temperature, top_k=None, seed=5
+    )
+    assert fast == slow
+
+
+def test_same_seed_same_text_other_seed_other_text():
+    spec, model = model_for("char-rnn")
+    a = sample(model, VOCAB, "the", 80, context=8, temperature=1.0, seed=1)
+    b = sample(model, VOCAB, "the", 80, context=8, temperature=1.0, seed=1)
+    c = sample(model, VOCAB, "the", 80, context=8, temperature=1.0, seed=2)
+    assert a == b and a != c
+
+
+def test_many_samples_at_once_match_one_at_a_time_greedy():
+    spec, model = model_for("char-loop")
+    many = sample(model, VOCAB, "over the", 40, context=8, temperature=0, num_samples=3)
+    one = sample(model, VOCAB, "over the", 40, context=8, temperature=0)[0]
+    assert many == [one] * 3
+
+
+def test_top_k_one_is_greedy_and_pad_is_never_sampled():
+    spec, model = model_for("char-rnn")
+    greedy = sample(model, VOCAB, "fox", 50, context=8, temperature=0)[0]
+    top1 = sample(model, VOCAB, "fox", 50, context=8, temperature=1.5, top_k=1, seed=3)[0]
+    assert greedy == top1
+    hot = sample(model, VOCAB, "fox", 300, context=8, temperature=5.0, seed=3)[0]
+    assert "\0" not in hot and len(hot) == 300
+
+
+def test_prompt_errors():
+    spec, model = model_for("char-rnn")
+    with pytest.raises(ZooError, match="lacks"):
+        sample(model, VOCAB, "ZEBRA", 10, context=8)
+    with pytest.raises(ZooError, match="empty"):
+        sample(model, VOCAB, "", 10, context=8)
+
+
+def test_cli_sample_from_a_run(small_corpus, tmp_path):
+    zoo.train(
+        "char-rnn", data=str(small_corpus), epochs=1, lr=1e-2, batch_size=64, out=tmp_path / "r", overrides=("n_hidden=32",), quiet=True
+    )
+    a = run_zoo("sample", str(tmp_path / "r"), "--prompt", "The ", "--length", "120", "--seed", "4")
+    b = run_zoo("sample", str(tmp_path / "r"), "--prompt", "The ", "--length", "120", "--seed", "4")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout and a.stdout.startswith("The ") and len(a.stdout.rstrip("\n")) == 124
+    two = run_zoo("sample", str(tmp_path / "r"), "--prompt", "The ", "--length", "30", "--num-samples", "2", "--temperature", "0")
+    assert two.stdout.count("---") == 1
+    bad = one_line_error(run_zoo("sample", str(tmp_path / "r"), "--prompt", "Ωmega"))
+    assert "'Ω'" in bad
+    ev = run_zoo("eval", str(tmp_path / "r"), "--json")
+    assert ev.returncode == 0, ev.stderr
+    import json
+
+    result = json.loads(ev.stdout)
+    assert result["val_loss"] == pytest.approx(zoo.load(tmp_path / "r").history[-1]["val_loss"], rel=1e-6)
+    assert result["val_bpc"] == pytest.approx(result["val_loss"] / 0.6931471805599453)

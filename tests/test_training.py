@@ -1,0 +1,184 @@
+"""Training end to end on a small corpus: checkpoints, save -> load, exact resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from helpers import one_line_error, run_zoo
+from safetensors.torch import load_file
+
+import zoo
+from zoo.errors import ZooError
+
+SMALL = ["--set", "n_hidden=32", "--set", "n_fac=8"]
+SMALL_API = ("n_hidden=32", "n_fac=8")
+
+
+@pytest.mark.parametrize("name", ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"])
+def test_every_lesson_model_trains_saves_loads_and_samples(name, small_corpus, tmp_path):
+    out = tmp_path / "run"
+    m = zoo.train(name, data=str(small_corpus), epochs=1, lr=1e-2, out=out, overrides=SMALL_API, batch_size=32, quiet=True)
+    for f in ("model.safetensors", "config.json", "training.json", "run.json", "checkpoint/state.json", "checkpoint/optimizer.safetensors"):
+        assert (out / f).exists(), f
+    uniform = math.log(len(m.vocab))  # the loss of knowing nothing
+    assert len(m.history) == 1 and m.history[0]["val_loss"] < uniform - 0.8
+    loaded = zoo.load(out)
+    x = torch.randint(1, len(loaded.vocab), (3, loaded.batching.length))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), m.model.eval()(x), rtol=0, atol=0)
+    for k, v in m.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v), k
+    assert loaded.sample("The ", 50, seed=1) == loaded.sample("The ", 50, seed=1)
+    assert len(loaded.sample("The ", 50, seed=1)) == 50
+
+
+def test_resume_is_exact(small_corpus, tmp_path):
+    """N steps straight == N/2 steps, stop, resume, N/2 steps (CPU, same seed)."""
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=32, quiet=True, seed=7, epochs=2)
+    straight = zoo.train("char-rnn", out=tmp_path / "a", max_steps=40, **kw)
+    zoo.train("char-rnn", out=tmp_path / "b", max_steps=20, **kw)
+    state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert state["global_step"] == 20
+    resumed = zoo.train(resume=tmp_path / "b", max_steps=40, quiet=True)
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert straight.sample("the", 40, seed=0) == resumed.sample("the", 40, seed=0)
+
+
+def test_resume_across_an_epoch_boundary_matches_full_history(small_corpus, tmp_path):
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=1, epochs=2)
+    full = zoo.train("char-seq", out=tmp_path / "a", **kw)
+    n = json.loads((tmp_path / "a" / "checkpoint" / "state.json").read_text())["global_step"]
+    zoo.train("char-seq", out=tmp_path / "b", max_steps=n // 2 + 1, **kw)
+    resumed = zoo.train(resume=tmp_path / "b", quiet=True)
+    assert [round(h["val_loss"], 6) for h in full.history] == [round(h["val_loss"], 6) for h in resumed.history]
+    assert [round(h["trn_loss"], 6) for h in full.history] == [round(h["trn_loss"], 6) for h in resumed.history]
+
+
+def test_cli_train_prints_the_epoch_table_and_writes_a_plot(small_corpus, tmp_path):
+    proc = run_zoo("train", "char-concat", "--data", str(small_corpus), "--epochs", "1", "--out", str(tmp_path / "r"), *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    assert "trn_loss" in proc.stderr and "val_loss" in proc.stderr and "lesson" in proc.stderr
+    assert "char-concat: val_loss" in proc.stdout
+    png = (tmp_path / "r" / "loss.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["options"]["seed"] == 0 and run["versions"]["torch"] == torch.__version__
+    assert run["command"].startswith("zoo train char-concat")
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["model"] == "char-concat" and cfg["vocab"][0] == "\0" and cfg["hparams"]["n_hidden"] == 32
+
+    again = run_zoo("train", "char-concat", "--data", str(small_corpus), "--out", str(tmp_path / "r"))
+    assert "--resume" in one_line_error(again)
+
+
+def start_training_and_wait(args: list[str], min_batches: int = 5) -> tuple[subprocess.Popen, list[str]]:
+    """Start `zoo train` and return once its progress bar shows `min_batches` batches done."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "ZOO_PROGRESS": "1"},
+    )
+    seen: list[str] = []
+
+    def pump() -> None:
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+            seen.append(chunk.decode(errors="replace"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        done = [int(n) for n in re.findall(r"\| (\d+)/\d+", "".join(seen))]
+        if done and max(done) >= min_batches:
+            return proc, seen
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("training did not start: " + "".join(seen))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, small_corpus):
+    big = tmp_path / "big.txt"
+    big.write_text(small_corpus.read_text() * 20)
+    out = tmp_path / "r"
+    proc, seen = start_training_and_wait(["char-rnn", "--data", str(big), "--epochs", "1", "--batch-size", "16", "--out", str(out)])
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    time.sleep(0.2)
+    err = "".join(seen)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 0 and state["step"] >= 5
+    done = run_zoo("train", "--resume", str(out), "--max-steps", str(state["global_step"] + 5))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["global_step"] == state["global_step"] + 5
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, small_corpus):
+    big = tmp_path / "big.txt"
+    big.write_text(small_corpus.read_text() * 20)
+    out = tmp_path / "r"
+    proc, seen = start_training_and_wait(["char-loop", "--data", str(big), "--batch-size", "16", "--out", str(out)])
+    proc.terminate()
+    proc.wait(timeout=60)
+    assert proc.returncode == 130, "".join(seen)
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] >= 5
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "char-rnn", "--device", "cuda"], "CUDA is not available"),
+        (["train", "char-rnn", "--device", "tpu"], "unknown device"),
+        (["train", "char-rnn", "--set", "n_layers=2"], "no hyper-parameter 'n_layers'"),
+        (["train", "char-rnn", "--set", "n_hidden=big"], "expected an int"),
+        (["train", "char-rnn", "--set", "n_hidden"], "expected key=value"),
+        (["train", "char-rnn", "--data", "/nonexistent/file.txt"], "no such file"),
+        (["train", "char-rnn", "--epochs", "0"], "must be positive"),
+        (["train", "char-rnn", "--batch-size", "-3"], "must be positive"),
+        (["train", "char-rnn", "--lr", "fast"], "not a valid float"),
+        (["train", "char-rnm"], "did you mean char-rnn"),
+        (["train", "char-rnn", "--data", "nietzsche"], "--data pydoc-topics"),
+        (["sample", "char-rnn"], "no trained weights"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, needle):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = one_line_error(run_zoo(*args))
+    assert needle in line
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [(b"", "empty"), (b"\x00\x01\x02binary", "binary"), (b"caf\xe9 au lait", "not valid UTF-8"), (b"short", "too short")],
+)
+def test_bad_corpus_files(tmp_path, content, needle):
+    f = tmp_path / "c.txt"
+    f.write_bytes(content)
+    line = one_line_error(run_zoo("train", "char-rnn", "--data", str(f), "--out", str(tmp_path / "r")))
+    assert needle in line
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_a_directory_is_not_a_corpus(tmp_path):
+    assert "is a directory" in one_line_error(run_zoo("train", "char-rnn", "--data", str(tmp_path)))
+
+
+def test_api_errors_are_zoo_errors(small_corpus):
+    with pytest.raises(ZooError, match="did you mean"):
+        zoo.train("char-rn", data=str(small_corpus))
