@@ -315,14 +315,22 @@ def _spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
 
 
 def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel:
-    """A trained model from a run directory (or, by name, from published weights)."""
+    """A trained model, from the first of: a run directory, weights pulled from the Hub, bundled weights."""
+    from zoo import hub
+
     path = Path(name_or_dir)
     if (path / "config.json").exists():
         return load_dir(path, device)
     if path.is_dir():
         raise ZooError(f"{path}: no config.json here; is this a zoo run directory?")
-    spec = registry.get_model(str(name_or_dir))  # "unknown model … did you mean"
-    raise ZooError(f"no trained weights for {spec.name!r} yet: train them with `zoo train {spec.name}` and pass the run directory")
+    name = str(name_or_dir)
+    found = hub.find_weights(name)
+    if found is not None:
+        return load_dir(found[0], device)
+    if "/" in name:
+        raise ZooError(f"{name}: no such run directory, and not in the local Hub cache; `zoo pull {name}` first")
+    spec = registry.get_model(name)  # "unknown model … did you mean"
+    raise ZooError(f"no trained weights for {spec.name!r}: train them with `zoo train {spec.name}` and pass the run directory")
 
 
 def load_dir(path: Path, device: str = "cpu") -> LoadedModel:

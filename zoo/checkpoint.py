@@ -14,7 +14,6 @@ file that counts as valid.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -28,49 +27,10 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.fileio import DIR_MODE, atomic_write_bytes, atomic_write_json, read_json
 
 CONFIG_FORMAT = "zoo/1"
 CHECKPOINT = "checkpoint"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_MODE = 0o666 & ~_umask()  # mkstemp creates 0600 files; ours should be like any other file
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=True) + "\n").encode())
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ZooError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ZooError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ZooError(f"{path}: expected a JSON object")
-    return data
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -146,7 +106,7 @@ def save_checkpoint(out_dir: Path, model: nn.Module, opt: torch.optim.Optimizer,
     out_dir = Path(out_dir)
     final = out_dir / CHECKPOINT
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{CHECKPOINT}."))
-    tmp.chmod(_MODE | 0o111 & ~_umask())
+    tmp.chmod(DIR_MODE)
     old = out_dir / f".{CHECKPOINT}.old"
     try:
         save_weights(tmp / "model.safetensors", model)

@@ -278,6 +278,44 @@ def sample(
         click.echo(prompt + text)
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--repo", required=True, metavar="OWNER/NAME", help="The Hub repository (created if needed).")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--branch", help="Push to this branch (created if needed; default main).")
+@click.option("--token", help="A Hub token with write access (default: HF_TOKEN or your saved login).")
+@click.option("--message", help="The commit message.")
+@click.option("--license", "license_", default="mit", show_default=True, help="License for the model card.")
+def push(model: str, repo: str, private: bool, branch: str | None, token: str | None, message: str | None, license_: str) -> None:
+    """Upload MODEL (a run directory or a model name with weights) to the Hub as one commit."""
+    from zoo import api, hub
+
+    folder = api.load(model).path
+    url, _ = hub.push(folder, repo, private=private, branch=branch, token=token, message=message, license=license_)
+    click.echo(url)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--revision", help="A branch, tag or commit (default: the revision registry.toml pins).")
+def pull(name: str, revision: str | None) -> None:
+    """Download the published weights of NAME (a model in registry.toml, or any OWNER/NAME zoo repository)."""
+    from zoo import hub
+
+    click.echo(hub.pull(name, revision))
+
+
+@cli.command()
+@click.argument("pattern", default="*")
+@click.option("--token", help="A Hub token with write access (default: HF_TOKEN).")
+def publish(pattern: str, token: str | None) -> None:
+    """Maintainers: push each bundled model matching PATTERN to its repo and pin the revision in registry.toml."""
+    from zoo import hub
+
+    for name, url in hub.publish(pattern, token=token):
+        click.echo(f"{name}: {url}")
+
+
 def _add_plugin_commands() -> None:
     from zoo.plugins import host
 

@@ -34,12 +34,13 @@ class Metric:
 class PublishedWeights:
     model: str
     repo: str
-    revision: str
+    revision: str | None  # None until `zoo publish` has pushed the weights and pinned the commit
     license: str
     recipe: str
     num_params: int
     files: dict[str, str] = field(default_factory=dict)
     metrics: tuple[Metric, ...] = ()
+    bundled: str | None = None  # "package:folder" of a copy that ships inside an installed package
 
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -68,16 +69,19 @@ def _parse_entry(model: str, table: Any) -> PublishedWeights:
     where = f"weights.{model}"
     if not isinstance(table, dict):
         raise ZooError(f"registry.toml: {where} must be a table")
-    known = {"repo", "revision", "license", "recipe", "num_params", "files", "metrics"}
+    known = {"repo", "revision", "license", "recipe", "num_params", "files", "metrics", "bundled"}
     for key in table:
         if key not in known:
             raise ZooError(f"registry.toml: {where}.{key} is not a known key (known: {', '.join(sorted(known))})")
     repo = _need(table, "repo", str, where)
     if not _REPO.match(repo):
         raise ZooError(f"registry.toml: {where}.repo must look like OWNER/NAME, got {repo!r}")
-    revision = _need(table, "revision", str, where)
-    if not _HEX40.match(revision):
+    revision = _need(table, "revision", str, where) if "revision" in table else None
+    if revision is not None and not _HEX40.match(revision):
         raise ZooError(f"registry.toml: {where}.revision must be a 40-character commit hash, got {revision!r}")
+    bundled = _need(table, "bundled", str, where) if "bundled" in table else None
+    if bundled is not None and not re.match(r"^[A-Za-z_][\w.]*:[\w./-]+$", bundled):
+        raise ZooError(f"registry.toml: {where}.bundled must look like 'package:folder', got {bundled!r}")
     files = _need(table, "files", dict, where)
     if not files:
         raise ZooError(f"registry.toml: {where}.files is empty")
@@ -109,6 +113,7 @@ def _parse_entry(model: str, table: Any) -> PublishedWeights:
         num_params=num_params,
         files=dict(files),
         metrics=tuple(metrics),
+        bundled=bundled,
     )
 
 
@@ -133,3 +138,63 @@ def load(path: Path | None = None) -> dict[str, PublishedWeights]:
     if not isinstance(weights, dict):
         raise ZooError("registry.toml: weights must be a table")
     return {name: _parse_entry(name, table) for name, table in weights.items()}
+
+
+def bundled_path(entry: PublishedWeights) -> Path | None:
+    """The folder of the copy of `entry` that ships inside an installed package, if any."""
+    if not entry.bundled:
+        return None
+    import importlib.resources
+
+    package, _, folder = entry.bundled.partition(":")
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(root.joinpath(folder)))
+    return path if (path / "config.json").exists() else None
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def mismatched_files(folder: Path, entry: PublishedWeights) -> list[str]:
+    """The files of `entry` that are missing from `folder` or whose sha256 differs from the registry's."""
+    bad = []
+    for name, digest in entry.files.items():
+        path = folder / name
+        if not path.is_file() or sha256_of(path) != digest:
+            bad.append(name)
+    return bad
+
+
+def set_revision(model: str, revision: str, path: Path | None = None) -> None:
+    """Pin `revision` for `model` in registry.toml, keeping the rest of the file as written."""
+    if not _HEX40.match(revision):
+        raise ZooError(f"not a commit hash: {revision!r}")
+    path = (path or default_path()).resolve()
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = f"[weights.{model}]"
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == header)
+    except StopIteration:
+        raise ZooError(f"registry.toml has no {header} table") from None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    new = f'revision = "{revision}"\n'
+    for i in range(start + 1, end):
+        if lines[i].split("=")[0].strip() == "revision":
+            lines[i] = new
+            break
+    else:
+        lines.insert(start + 1, new)
+    from zoo.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
+    load(path)  # what was written must still validate

@@ -71,6 +71,8 @@ class ModelSpec:
     `torch.nn.Module` that meets `zoo.model.CharLM`.
     `num_params` is the parameter count at the default hyper-parameters and the
     default dataset's vocabulary; the conformance tests rebuild the model and check it.
+    `tiny` overrides some of `hparams` to make a small, fast model for tests
+    (`zoo.testing.check_model` builds and trains that configuration).
     """
 
     name: str
@@ -87,6 +89,7 @@ class ModelSpec:
     reference: Reference | None = None
     tags: tuple[str, ...] = ()
     num_params: int | None = None
+    tiny: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""  # filled in by the registry: the entry-point name that registered it
 
     def __post_init__(self) -> None:
