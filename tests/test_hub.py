@@ -35,7 +35,9 @@ def trained(tmp_path_factory):
     runs = []
     for seed in (0, 1):
         out = root / f"run{seed}"
-        zoo.train("char-rnn", data=str(corpus), epochs=1, lr=1e-2, batch_size=64, seed=seed, out=out, overrides=("n_hidden=24",), quiet=True)
+        zoo.train(
+            "char-rnn", data=str(corpus), epochs=1, lr=1e-2, batch_size=64, seed=seed, out=out, overrides=("n_hidden=24",), quiet=True
+        )
         runs.append(out)
     return runs
 
