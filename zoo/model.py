@@ -9,13 +9,16 @@ A character language model (task "char-lm") is a `torch.nn.Module` with:
 - `step(x, state)`: x is a LongTensor [batch] of one character each; returns
   (logits [batch, vocab], new state). The sampler uses it to carry the state forward
   one character at a time instead of re-running the whole window;
-- `context`: how many characters one prediction sees when the model was trained from a
-  zero state (the window length), or None if the state is carried indefinitely.
+- optionally `fused()`: a `FusedRnn` (or None), the fast form the sampler uses on the CPU.
+
+How many characters one prediction sees (the window length, or unlimited for models that
+carry their state across batches) comes from the batching scheme saved in config.json.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -27,10 +30,24 @@ from zoo.spec import ModelSpec
 State = Any  # a tensor (or tuple of tensors) whose first dimension is the batch
 
 
+@dataclass(frozen=True)
+class FusedRnn:
+    """An optional fast form of a model's step, for sampling on the CPU (see `zoo.sampling`).
+
+    Models whose step is `h' = act(table[c] + h @ w_hh.T)` with logits `h @ w_out.T + b_out`
+    return one from `fused()`: the embedding and input layers collapse into one lookup table
+    (an exact algebraic identity), so a character costs one small matrix product.
+    """
+
+    table: torch.Tensor  # [vocab, hidden]
+    w_hh: torch.Tensor  # [hidden, hidden]
+    w_out: torch.Tensor  # [vocab, hidden]
+    b_out: torch.Tensor  # [vocab]
+    act: str = "tanh"  # or "relu"
+
+
 @runtime_checkable
 class CharLM(Protocol):
-    context: int | None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def init_state(self, batch_size: int) -> State: ...

@@ -42,20 +42,50 @@ def check_prompt(vocab: Vocab, prompt: str) -> list[int]:
 
 
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
-    """Next character ids [batch] from logits [batch, vocab]; the \\0 padding is never chosen."""
+    """Next character ids [batch] from logits [batch, vocab]; the \\0 padding is never chosen.
+
+    Inverse-CDF sampling (one uniform number per row, located in the cumulative
+    probabilities): the same distribution as torch.multinomial, at a fraction of its cost.
+    """
     logits = logits.float().clone()
     logits[:, 0] = float("-inf")
     if temperature <= 0:
         return logits.argmax(-1)
-    logits = logits / temperature
+    logits /= temperature
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, -1).cpu()
-    return torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)
+        logits.masked_fill_(logits < kth, float("-inf"))
+    cdf = torch.softmax(logits, -1).cumsum_(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device="cpu").to(cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u)[:, 0].clamp_(max=cdf.shape[-1] - 1)
 
 
-@torch.no_grad()
+class _Fused:
+    """A model's `FusedRnn` with the step interface: one lookup, one matrix product per character."""
+
+    def __init__(self, f: Any) -> None:
+        self.table = f.table.contiguous()
+        self.w_hh_t = f.w_hh.t().contiguous()
+        self.w_out_t = f.w_out.t().contiguous()
+        self.b_out = f.b_out
+        self.act = torch.tanh_ if f.act == "tanh" else torch.relu_
+
+    def init_state(self, n: int) -> torch.Tensor:
+        return self.table.new_zeros(n, self.table.shape[1])
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.act(torch.addmm(self.table[x], h, self.w_hh_t))
+        return torch.addmm(self.b_out, h, self.w_out_t), h
+
+
+def stepper(model: nn.Module) -> Any:
+    """The fastest exact way to step `model`: its fused form if it has one, else its own step()."""
+    fused = getattr(model, "fused", None)
+    f = fused() if callable(fused) else None
+    return _Fused(f) if f is not None else model
+
+
+@torch.inference_mode()
 def sample(
     model: nn.Module,
     vocab: Vocab,
@@ -77,6 +107,7 @@ def sample(
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    model = stepper(model)
     n = num_samples
     # Rows of `state` are blocks of n (one row per sample), oldest window first.
     state = model.init_state(n) if context is None else None

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.model import FusedRnn
+
 
 class _Recurrent(nn.Module):
     """What the sampler needs, shared: a zero state and the output head."""
@@ -32,8 +34,38 @@ class _Recurrent(nn.Module):
     def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def fused(self) -> FusedRnn | None:
+        """The step as one table lookup and one matrix product, where the algebra allows it."""
+        return None
 
-class Char3Model(_Recurrent):
+
+class _AddedInput(_Recurrent):
+    """h' = tanh(W_h(h + relu(W_in e(c)))): W_h relu(W_in e(c)) + b_h depends on c alone, so it is a table."""
+
+    e: nn.Embedding
+    l_in: nn.Linear
+    l_hidden: nn.Linear
+
+    @torch.no_grad()
+    def fused(self) -> FusedRnn:
+        table = self.l_hidden(F.relu(self.l_in(self.e.weight)))
+        return FusedRnn(table, self.l_hidden.weight, self.l_out.weight, self.l_out.bias)
+
+
+class _TorchRnn(_Recurrent):
+    """nn.RNN: h' = act(W_ih e(c) + b_ih + b_hh + W_hh h); the first three terms are a table."""
+
+    e: nn.Embedding
+    rnn: nn.RNN
+
+    @torch.no_grad()
+    def fused(self) -> FusedRnn:
+        r = self.rnn
+        table = self.e.weight @ r.weight_ih_l0.T + r.bias_ih_l0 + r.bias_hh_l0
+        return FusedRnn(table, r.weight_hh_l0, self.l_out.weight, self.l_out.bias, r.nonlinearity)
+
+
+class Char3Model(_AddedInput):
     """Predict the 4th character from 3: the same layers applied three times by hand."""
 
     def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
@@ -59,7 +91,7 @@ class Char3Model(_Recurrent):
         return self.l_out(h)
 
 
-class CharLoopModel(_Recurrent):
+class CharLoopModel(_AddedInput):
     """Char3Model as a loop over any number of characters: h = tanh(W_h(h + relu(W_in(e(c)))))."""
 
     def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
@@ -102,7 +134,7 @@ class CharLoopConcatModel(_Recurrent):
         return self.l_out(h)
 
 
-class CharRnn(_Recurrent):
+class CharRnn(_TorchRnn):
     """The same idea with PyTorch's nn.RNN: h = tanh(W_ih e(c) + W_hh h + b); predicts the last step."""
 
     def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
@@ -121,7 +153,7 @@ class CharRnn(_Recurrent):
         return self.l_out(outp[:, -1])
 
 
-class CharSeqRnn(_Recurrent):
+class CharSeqRnn(_TorchRnn):
     """nn.RNN that predicts the next character at every position of the window.
 
     `identity_init` starts the hidden-to-hidden weights as the identity matrix (Le, Jaitly
