@@ -139,8 +139,8 @@ def epoch_lrs(spec: ModelSpec, epochs: int | None, lr: float | None) -> list[flo
             raise ZooError(f"--epochs must be at least 1, got {epochs}")
         lrs = (lrs + [lrs[-1]] * epochs)[:epochs]
     if lr is not None:
-        if not lr > 0:
-            raise ZooError(f"--lr must be positive, got {lr}")
+        if not 0 < lr < float("inf"):
+            raise ZooError(f"--lr must be a positive number, got {lr}")
         lrs = [lr] * len(lrs)
     return lrs
 
@@ -292,10 +292,15 @@ def _resume(run_dir: Path, *, name, epochs, device, max_steps, quiet, callbacks)
     state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
     for key in ("epoch", "step", "global_step", "loss_sum", "rows", "history"):
         setattr(trainer.state, key, state[key])
+    if state["carried"] is not None:
+        trainer.carried = tuple(t.to(dev) for t in state["carried"])
     if trainer.state.epoch >= len(lrs):
         raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
     options["epoch_lrs"] = lrs
-    atomic_write_json(run_dir / "run.json", {**record, "options": options})
+    try:
+        atomic_write_json(run_dir / "run.json", {**record, "options": options})
+    except OSError as exc:
+        raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     if not quiet:
         print(f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}", file=sys.stderr)
     return _fit(trainer, spec, config, run_dir, max_steps)
@@ -339,8 +344,8 @@ def load_dir(path: Path, device: str = "cpu") -> LoadedModel:
     vocab = Vocab(config["vocab"])
     try:
         model = build(spec, len(vocab), config["hparams"])
-    except TypeError as exc:
-        raise ZooError(f"{path}/config.json: its hyper-parameters do not fit {spec.name} ({exc})") from None
+    except ZooError as exc:  # "model 'x' cannot be built with the hyper-parameters …"
+        raise ZooError(f"{path}/config.json: {exc}") from None
     load_weights(path / "model.safetensors", model)
     model.to(resolve_device(device))
     model.eval()

@@ -42,20 +42,34 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ZooError(f"{path}: no such file") from None
+    except OSError as exc:  # a directory in its place, no permission, an I/O error
+        raise ZooError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         return st_load(raw)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ZooError(f"{path}: not a valid safetensors file, truncated or corrupt ({exc})") from None
 
 
+def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without aliases: tied weights (e.g. a decoder sharing the embedding) are stored once."""
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    out = {}
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if key not in seen:
+            seen.add(key)
+            out[name] = t
+    return out
+
+
 def save_weights(path: Path, model: nn.Module) -> None:
-    atomic_write_bytes(path, tensors_to_bytes(model.state_dict(), {"format": "pt"}))
+    atomic_write_bytes(path, tensors_to_bytes(unique_state(model), {"format": "pt"}))
 
 
 def load_weights(path: Path, model: nn.Module) -> None:
     """Load strictly: any missing or unexpected tensor, or wrong shape, is an error naming it."""
     tensors = read_tensors(path)
-    expected = model.state_dict()
+    expected = unique_state(model)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [
@@ -72,7 +86,10 @@ def load_weights(path: Path, model: nn.Module) -> None:
         problems.append("wrong shape " + ", ".join(wrong))
     if problems:
         raise ZooError(f"{path}: weights do not fit the model: {'; '.join(problems)}")
-    model.load_state_dict(tensors, strict=True)
+    aliases = set(model.state_dict()) - set(expected)  # tied weights follow the tensor they share
+    result = model.load_state_dict(tensors, strict=False)
+    if set(result.missing_keys) - aliases or result.unexpected_keys:
+        raise ZooError(f"{path}: weights do not fit the model: missing {result.missing_keys}, unexpected {result.unexpected_keys}")
 
 
 def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -101,7 +118,9 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(out_dir: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def save_checkpoint(
+    out_dir: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any], extra: dict[str, torch.Tensor] | None = None
+) -> None:
     """Write checkpoint/ as a whole: built beside it, then swapped in."""
     out_dir = Path(out_dir)
     final = out_dir / CHECKPOINT
@@ -111,6 +130,7 @@ def save_checkpoint(out_dir: Path, model: nn.Module, opt: torch.optim.Optimizer,
     try:
         save_weights(tmp / "model.safetensors", model)
         opt_tensors, opt_meta = optimizer_to_tensors(opt)
+        opt_tensors.update(extra or {})
         opt_tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             opt_tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -148,6 +168,8 @@ def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) ->
         torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
+    carried = [tensors[f"carried.{i}"] for i in range(len(tensors)) if f"carried.{i}" in tensors]
+    state["carried"] = tuple(carried) if carried else None
     return state
 
 
@@ -164,4 +186,17 @@ def read_config(model_dir: Path) -> dict[str, Any]:
         raise ZooError(f"{path}: 'hparams' and 'batching' must be objects")
     if not isinstance(config["vocab"], list) or not all(isinstance(c, str) for c in config["vocab"]):
         raise ZooError(f"{path}: 'vocab' must be a list of characters")
+    if not isinstance(config["model"], str):
+        raise ZooError(f"{path}: 'model' must be a model name, got {config['model']!r}")
+    from zoo.data.vocab import Vocab
+    from zoo.spec import Batching
+
+    try:
+        Vocab(config["vocab"])
+    except ZooError as exc:
+        raise ZooError(f"{path}: {exc}") from None
+    try:
+        Batching(**config["batching"])
+    except (TypeError, ValueError) as exc:
+        raise ZooError(f"{path}: 'batching' is not a batching scheme ({exc})") from None
     return config

@@ -68,11 +68,12 @@ def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = F
     model.eval()
     total = correct = 0
     loss_sum = 0.0
+    state = None  # a stateful model starts evaluation from a zero state and carries it
     try:
         for x, y in batches.epoch():
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with _autocast(device, amp):
-                logits = model(x)
+                logits, state = forward(model, x, state)
             logits = logits.reshape(-1, logits.shape[-1]).float()
             y = y.reshape(-1)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
@@ -81,6 +82,24 @@ def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = F
     finally:
         model.train(was_training)
     return loss_sum / max(1, total), correct / max(1, total)
+
+
+def _batch_size(state: Any) -> int:
+    return (state[0] if isinstance(state, tuple) else state).shape[0]
+
+
+def _detach(state: Any) -> Any:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def forward(model: nn.Module, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+    """Logits for a batch; a stateful model gets the state the previous batch left (detached: truncated BPTT)."""
+    if not getattr(model, "stateful", False):
+        return model(x), None
+    if state is None or _batch_size(state) != x.shape[0]:
+        state = model.init_state(x.shape[0])
+    logits, state = model(x, state)
+    return logits, _detach(state)
 
 
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
@@ -139,6 +158,7 @@ class Trainer:
         self.quiet = quiet
         self.opt = torch.optim.Adam(model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
         self.state = TrainState()
+        self.carried: Any = None  # a stateful model's hidden state between batches
 
     def _emit(self, name: str, **kwargs: Any) -> None:
         if self.hook is not None:
@@ -154,7 +174,9 @@ class Trainer:
 
     def checkpoint(self) -> None:
         save_weights(self.out_dir / "model.safetensors", self.model)
-        save_checkpoint(self.out_dir, self.model, self.opt, self.state.as_dict())
+        carried = self.carried if isinstance(self.carried, tuple) else (() if self.carried is None else (self.carried,))
+        extra = {f"carried.{i}": t for i, t in enumerate(carried)}
+        save_checkpoint(self.out_dir, self.model, self.opt, self.state.as_dict(), extra)
 
     def fit(self, max_steps: int | None = None) -> list[dict[str, float]]:
         """Train until the recipe's last epoch (or `max_steps` batches in all); returns the history."""
@@ -196,13 +218,16 @@ class Trainer:
         bar.done = st.step
         t0 = time.perf_counter()
         chars = 0
+        if st.step == 0:
+            self.carried = None  # each epoch starts from a zero state
         for x, y in batches.epoch(self.seed, st.epoch, st.step):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with _autocast(self.device, self.amp):
-                logits = self.model(x)
+                logits, self.carried = forward(self.model, x, self.carried)
             loss = loss_fn(logits, y)
+            extra = getattr(self.model, "extra_loss", None)  # e.g. AWD-LSTM's activation regularisation
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if extra is None else loss + extra).backward()
             self.opt.step()
             value = loss.item()
             if not math.isfinite(value):

@@ -1,0 +1,9 @@
+"""zoo's built-in plugins that go beyond Lesson 6: stateful RNNs, GRU, LSTM and AWD-LSTM.
+
+These models read the corpus as contiguous streams and carry their hidden state from one
+batch to the next (truncated backpropagation through time), as the course went on to do.
+`models.py` holds the architectures; each other module registers one model's spec.
+"""
+
+COURSE = "fast.ai 2018 course, lesson 7 notebook (Nietzsche, lowercased, its own split)"
+NOTE = "the course lowercased the text and used its own split; zoo keeps the case and validates on the last 20%"

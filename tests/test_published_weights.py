@@ -1,0 +1,51 @@
+"""The registry cannot drift from the weights: hashes, parameter counts and losses are recomputed."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import run_zoo
+
+import zoo
+from zoo import published, registry
+
+LESSON = ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"]
+ENTRIES = published.load()
+
+
+def test_every_lesson_model_ships_weights():
+    assert set(LESSON) <= set(ENTRIES)
+    for name in LESSON:
+        assert published.bundled_path(ENTRIES[name]) is not None, name
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_registry_entry_is_true(name, nietzsche_cache):
+    entry = ENTRIES[name]
+    folder = published.bundled_path(entry)
+    assert folder is not None
+    assert published.mismatched_files(folder, entry) == []
+    assert {"model.safetensors", "config.json", "README.md"} <= set(entry.files)
+    m = zoo.load(folder)
+    assert m.num_params == entry.num_params == registry.get_model(name).num_params
+    val = entry.metric("val_loss")
+    assert val is not None and val.dataset == "nietzsche" and val.split == m.config["split"]
+    assert m.evaluate()["val_loss"] == pytest.approx(val.value, abs=1e-3)
+    assert entry.recipe.startswith(f"zoo train {name}")
+    card = (folder / "README.md").read_text()
+    assert "library_name: zoo" in card and f"{val.value:.4f}" in card
+
+
+def test_sample_offline_from_bundled_weights():
+    proc = run_zoo("sample", "char-rnn", "--prompt", "for thos", "--length", "200", "--seed", "0", env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("for thos") and len(proc.stdout.strip()) >= 200
+    words = proc.stdout.split()
+    assert sum(w.strip(".,;:!?\"'") in {"the", "and", "of", "to", "is", "that", "in"} for w in words) >= 5  # trained, not random
+
+
+def test_list_pretrained_shows_the_lesson_models_with_their_loss():
+    proc = run_zoo("list", "--pretrained")
+    assert proc.returncode == 0, proc.stderr
+    for name in LESSON:
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(name + " "))
+        assert f"yes ({ENTRIES[name].metric('val_loss').value:.3f})" in line
