@@ -57,7 +57,8 @@ def card_text(model_dir: Path, *, license: str = "mit", repo_id: str | None = No
     lines += [f"- hyper-parameters: {', '.join(f'{k}={v}' for k, v in config['hparams'].items())}"]
     lines += [f"- trained on: {dataset_name}; validation: {split_text}", ""]
     if history:
-        lines += ["## Training", "", "| epoch | lr | trn loss | val loss | val acc | lesson (val) | seconds |", "|---|---|---|---|---|---|---|"]
+        lines += ["## Training", "", "| epoch | lr | trn loss | val loss | val acc | lesson (val) | seconds |"]
+        lines += ["|---|---|---|---|---|---|---|"]
         for h in history:
             i = int(h["epoch"]) - 1
             r = ref_vals[i] if i < len(ref_vals) and ref_vals[i] is not None else None
