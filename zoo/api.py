@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo import __version__, registry
+from zoo import __version__, registry, tasks
 from zoo.checkpoint import CONFIG_FORMAT, atomic_write_json, find_checkpoint, load_checkpoint, load_weights, read_config, read_json
 from zoo.data.batching import SPLITS, make_batches
 from zoo.data.sources import resolve
@@ -159,20 +159,41 @@ def train(
     overrides: list[str] | tuple[str, ...] = (),
     split: str | None = None,
     max_steps: int | None = None,
+    max_seconds: float | None = None,
     amp: bool = True,
     quiet: bool = False,
     callbacks: list[Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Train `name` with its recipe (or continue the run in `resume`); returns the trained model.
 
-    A checkpoint is written after every epoch; `max_steps` stops after that many batches
-    (with a checkpoint, so the run can be resumed).
+    `options` are the model's own training options (`spec.train_options`, e.g. linreg-sgd's
+    {"method": "manual"}); a model of a table task comes back as a `zoo.tasks.TaskModel`.
+
+    A checkpoint is written after every epoch; `max_steps` stops after that many batches,
+    `max_seconds` after that much training time (with a checkpoint, so the run can be resumed).
     """
     if resume is not None:
-        return _resume(Path(resume), name=name, epochs=epochs, device=device, max_steps=max_steps, quiet=quiet, callbacks=callbacks)
+        return _resume(
+            Path(resume),
+            name=name,
+            epochs=epochs,
+            device=device,
+            max_steps=max_steps,
+            max_seconds=max_seconds,
+            quiet=quiet,
+            callbacks=callbacks,
+        )
     if name is None:
         raise ZooError("name a model to train, or --resume a run directory")
     spec = registry.get_model(name)
+    if spec.task != "char-lm":  # the table tasks have their own data path
+        return tasks.train(
+            spec, epochs=epochs, lr=lr, batch_size=batch_size, device=device, data=data, seed=seed, out=out,
+            overrides=overrides, split=split, max_steps=max_steps, max_seconds=max_seconds, amp=amp, quiet=quiet,
+            callbacks=callbacks, options=options,
+        )  # fmt: skip
+    tasks.check_options(spec, options)
     hparams = parse_overrides(spec, list(overrides))
     lrs = epoch_lrs(spec, epochs, lr)
     batch_size = spec.batch_size if batch_size is None else batch_size
@@ -232,7 +253,7 @@ def train(
             file=sys.stderr,
         )
     trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks)
-    return _fit(trainer, spec, config, out_dir, max_steps)
+    return _fit(trainer, spec, config, out_dir, max_steps, max_seconds)
 
 
 def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, text: str) -> dict[str, Any]:
@@ -258,17 +279,24 @@ def _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, 
     )  # fmt: skip
 
 
-def _fit(trainer: Trainer, spec: ModelSpec, config: dict[str, Any], out_dir: Path, max_steps: int | None) -> LoadedModel:
+def _fit(
+    trainer: Trainer, spec: ModelSpec, config: dict[str, Any], out_dir: Path, max_steps: int | None, max_seconds: float | None
+) -> LoadedModel:
     try:
-        trainer.fit(max_steps=max_steps)
+        trainer.fit(max_steps=max_steps, max_seconds=max_seconds)
     except OSError as exc:
         raise ZooError(f"cannot write to {out_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     loaded = LoadedModel(spec, trainer.model, Vocab(config["vocab"]), config, out_dir)
     return loaded
 
 
-def _resume(run_dir: Path, *, name, epochs, device, max_steps, quiet, callbacks) -> LoadedModel:
+def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks) -> LoadedModel:
     config = read_config(run_dir)
+    if config.get("task", "char-lm") != "char-lm":
+        return tasks.resume(
+            run_dir, config, name=name, epochs=epochs, device=device, max_steps=max_steps, max_seconds=max_seconds,
+            quiet=quiet, callbacks=callbacks,
+        )  # fmt: skip
     record = read_json(run_dir / "run.json")
     spec = _spec_for(config, run_dir)
     if name is not None and name != spec.name:
@@ -303,7 +331,7 @@ def _resume(run_dir: Path, *, name, epochs, device, max_steps, quiet, callbacks)
         raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     if not quiet:
         print(f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}", file=sys.stderr)
-    return _fit(trainer, spec, config, run_dir, max_steps)
+    return _fit(trainer, spec, config, run_dir, max_steps, max_seconds)
 
 
 def _spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
@@ -340,6 +368,8 @@ def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel:
 
 def load_dir(path: Path, device: str = "cpu") -> LoadedModel:
     config = read_config(path)
+    if config.get("task", "char-lm") != "char-lm":
+        return tasks.load_dir(path, config, device)  # a zoo.tasks.TaskModel
     spec = _spec_for(config, path)
     vocab = Vocab(config["vocab"])
     try:

@@ -128,7 +128,10 @@ def info(name: str) -> None:
         ("dataset", s.dataset),
         ("tags", ", ".join(s.tags) or "-"),
         ("hyper-parameters", ", ".join(f"{k}={v}" for k, v in s.hparams.items()) or "-"),
-        ("batching", f"{s.batching.kind}, length {s.batching.length}, stride {s.batching.stride}, targets {s.batching.targets}"),
+        ("batching", f"{s.batching.kind}, length {s.batching.length}, stride {s.batching.stride}, targets {s.batching.targets}")
+        if s.task == "char-lm"
+        else ("batching", "rows of a table"),
+        *([("training options", ", ".join(f"{k}={v!r}" for k, v in s.train_options.items()))] if s.train_options else []),
         ("validation split", s.split),
         ("batch size", str(s.batch_size)),
         ("optimizer", s.optimizer),
@@ -213,6 +216,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     "--split", type=click.Choice(["random", "tail"]), help="Validation rows: the lesson's random 20%, or the last 20% of the text."
 )
 @click.option("--max-steps", type=int, callback=_positive, help="Stop after this many batches (with a checkpoint).")
+@click.option(
+    "--budget", "max_seconds", type=float, callback=_positive, help="Stop after this many seconds of training (with a checkpoint)."
+)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (bfloat16) on CUDA.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
 def train(name: str | None, **options: Any) -> None:
@@ -220,15 +226,25 @@ def train(name: str | None, **options: Any) -> None:
 
     Ctrl-C saves a checkpoint; `zoo train --resume DIR` continues it exactly.
     """
+    import inspect
+
     from zoo import api
 
+    # Options a plugin added to this command (linreg-sgd's --method, --animate) are that model's training options.
+    own = set(inspect.signature(api.train).parameters)
+    extra = {k: options.pop(k) for k in list(options) if k not in own}
     if options["resume"]:
-        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "quiet")}
+        given = [k for k, v in extra.items() if v is not None]
+        if given:
+            raise ZooError(f"--{given[0].replace('_', '-')}: a resumed run keeps the options it started with")
+        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "max_seconds", "quiet")}
         m = api.train(name, resume=options["resume"], **keep)
     else:
         del options["resume"]
-        m = api.train(name, **options)
-    if m.history:
+        m = api.train(name, **options, options=extra)
+    if m.history and callable(getattr(m, "report", None)):  # a table model says what it reached in its own terms
+        click.echo(m.report())
+    elif m.history:
         last = m.history[-1]
         click.echo(f"{m.name}: val_loss {last['val_loss']:.4f} after epoch {int(last['epoch'])}; weights in {m.path}")
     else:
@@ -249,6 +265,9 @@ def eval_cmd(model: str, data: str | None, split: str | None, device: str, as_js
     if as_json:
         click.echo(json.dumps(result))
     else:
+        if "val_bpc" not in result:  # a table model: its own metrics
+            click.echo("  ".join(f"{k} {v:,}" if k == "rows" else f"{k} {v:.4f}" for k, v in result.items()))
+            return
         loss, bpc = result["val_loss"], result["val_bpc"]
         click.echo(f"val_loss {loss:.4f} nats/char  ({bpc:.4f} bits/char)  accuracy {result['val_acc']:.4f}  rows {result['rows']:,}")
 
@@ -268,14 +287,40 @@ def sample(
     """Generate text from MODEL (a run directory or a name), one character at a time."""
     from zoo import api
 
-    if temperature < 0:
-        raise ZooError("--temperature must be zero or more")
+    if not 0 <= temperature < float("inf"):  # nan and inf too: they would sample garbage
+        raise ZooError(f"--temperature must be a number, zero or more, got {temperature}")
     m = api.load(model, device)
     texts = m.sample(prompt, length, temperature=temperature, top_k=top_k, seed=seed, num_samples=num_samples)
     for i, text in enumerate([texts] if isinstance(texts, str) else texts):
         if i:
             click.echo("\n---")
         click.echo(prompt + text)
+
+
+@cli.command()
+@click.argument("pattern", default="char-*")
+@click.option("--budget", type=float, default=120, show_default=True, callback=_positive, help="Training seconds per model.")
+@click.option("--data", help="A dataset name or text file (default: each model's dataset).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def compare(pattern: str, budget: float, data: str | None, device: str, out: str, as_json: bool) -> None:
+    """Train every model matching PATTERN for the same time budget and print a leaderboard.
+
+    Held-out loss is measured on the last 20% of the text for every model alike. Writes
+    OUT/compare.png (held-out loss against training time). Finished runs are reused.
+    """
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from zoo import compare as cmp
+
+    entries = cmp.compare(pattern, budget, data=data, device=device, out=Path(out))
+    if as_json:
+        click.echo(json.dumps([asdict(e) for e in entries], indent=2))
+    else:
+        click.echo(cmp.table(entries))
+        click.echo(f"plot: {Path(out) / 'compare.png'}")
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 Contract: the model meets `zoo.model.CharLM` (its logits match the batching scheme's
 targets); the batches have `len()`, `rows`, `length` and `epoch(seed, epoch, start_step)`.
+Other tasks: the `task` (see `zoo.tasks`) gives the loss, the validation metrics and the
+table's columns; x may be a tuple of tensors (a table's categorical and continuous inputs).
 Plugins see the run through the hooks zoo_on_train_start, zoo_on_epoch_end and
 zoo_on_train_end; Python callers can pass `callbacks` with the same method names.
 """
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo import tasks as _tasks
 from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
 from zoo.errors import ZooError
 from zoo.progress import Progress
@@ -125,6 +128,18 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
+    """A spec's `optimizer`: "adam" (the lesson's char models) or "sgd" (plain SGD, as linreg-sgd)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ZooError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")
+
+
 class Trainer:
     def __init__(
         self,
@@ -142,6 +157,8 @@ class Trainer:
         callbacks: list[Any] | None = None,
         reference: list[float | None] | None = None,
         quiet: bool = False,
+        task: Any = None,
+        optimizer: str = "adam",
     ) -> None:
         self.model = model.to(device)
         self.train_batches = train_batches
@@ -156,7 +173,8 @@ class Trainer:
         self.callbacks = callbacks or []
         self.reference = reference or []
         self.quiet = quiet
-        self.opt = torch.optim.Adam(model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
+        self.task = task if task is not None else _tasks.get("char-lm")  # loss, metrics, table columns
+        self.opt = make_optimizer(optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
         self.state = TrainState()
         self.carried: Any = None  # a stateful model's hidden state between batches
 
@@ -178,18 +196,20 @@ class Trainer:
         extra = {f"carried.{i}": t for i, t in enumerate(carried)}
         save_checkpoint(self.out_dir, self.model, self.opt, self.state.as_dict(), extra)
 
-    def fit(self, max_steps: int | None = None) -> list[dict[str, float]]:
-        """Train until the recipe's last epoch (or `max_steps` batches in all); returns the history."""
+    def fit(self, max_steps: int | None = None, max_seconds: float | None = None) -> list[dict[str, float]]:
+        """Train until the recipe's last epoch, or `max_steps` batches in all, or `max_seconds` from now.
+
+        Stopping early leaves a checkpoint that `--resume` continues from. Returns the history.
+        """
         st = self.state
+        self._max_steps = max_steps
+        self._deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         self._emit("on_train_start")
         self._say(self._header())
         with _sigterm_as_interrupt():
             try:
                 while st.epoch < len(self.epoch_lrs):
-                    if max_steps is not None and st.global_step >= max_steps:
-                        self.checkpoint()
-                        return st.history
-                    if not self._run_epoch(max_steps):
+                    if self._limit_reached() or not self._run_epoch():
                         self.checkpoint()
                         return st.history
             except KeyboardInterrupt:
@@ -202,10 +222,17 @@ class Trainer:
         return st.history
 
     def _header(self) -> str:
-        return f"{'epoch':>5}  {'lr':>8}  {'trn_loss':>8}  {'val_loss':>8}  {'val_acc':>7}  {'lesson':>7}  {'chars/s':>9}  {'seconds':>7}"
+        metrics = "".join(f"  {key:>{width}}" for key, width, _ in self.task.columns)
+        rate = f"{self.task.unit}/s"
+        return f"{'epoch':>5}  {'lr':>8}  {'trn_loss':>8}  {'val_loss':>8}{metrics}  {'lesson':>7}  {rate:>9}  {'seconds':>7}"
 
-    def _run_epoch(self, max_steps: int | None) -> bool:
-        """One epoch (or the rest of it); False if stopped early by max_steps."""
+    def _limit_reached(self) -> bool:
+        if self._max_steps is not None and self.state.global_step >= self._max_steps:
+            return True
+        return self._deadline is not None and time.perf_counter() >= self._deadline
+
+    def _run_epoch(self) -> bool:
+        """One epoch (or the rest of it); False if stopped early by a step or time limit."""
         st = self.state
         lr = self.epoch_lrs[st.epoch]
         for group in self.opt.param_groups:
@@ -221,10 +248,10 @@ class Trainer:
         if st.step == 0:
             self.carried = None  # each epoch starts from a zero state
         for x, y in batches.epoch(self.seed, st.epoch, st.step):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = _tasks.to_device(x, self.device), y.to(self.device, non_blocking=True)
             with _autocast(self.device, self.amp):
                 logits, self.carried = forward(self.model, x, self.carried)
-            loss = loss_fn(logits, y)
+            loss = self.task.loss(logits, y)
             extra = getattr(self.model, "extra_loss", None)  # e.g. AWD-LSTM's activation regularisation
             self.opt.zero_grad(set_to_none=True)
             (loss if extra is None else loss + extra).backward()
@@ -232,32 +259,33 @@ class Trainer:
             value = loss.item()
             if not math.isfinite(value):
                 raise ZooError(f"the loss became {value} at epoch {st.epoch + 1}, batch {st.step + 1}; try a lower --lr")
-            st.loss_sum += value * x.shape[0]
-            st.rows += x.shape[0]
+            st.loss_sum += value * y.shape[0]
+            st.rows += y.shape[0]
             st.step += 1
             st.global_step += 1
-            chars += x.numel()
+            chars += self.task.count(x, y)
             rate = chars / max(1e-9, time.perf_counter() - t0)
-            bar.update(1, loss=f"{st.loss_sum / st.rows:.3f}", rate=f"{rate / 1000:.0f}k chars/s")
-            if max_steps is not None and st.global_step >= max_steps and st.step < n_batches:
+            bar.update(1, loss=f"{st.loss_sum / st.rows:.3f}", rate=f"{rate / 1000:.0f}k {self.task.unit}/s")
+            if st.step < n_batches and self._limit_reached():
                 bar.close()
                 return False
         bar.close()
         seconds = time.perf_counter() - t0
-        val_loss, val_acc = evaluate(self.model, self.val_batches, self.device, self.amp)
+        val = self.task.evaluate(self.model, self.val_batches, self.device, self.amp)  # val_loss and the task's metrics
+        rate_key = f"{self.task.unit}_per_s"  # chars_per_s for a char model
         metrics = {
             "epoch": st.epoch + 1,
             "lr": lr,
             "trn_loss": st.loss_sum / max(1, st.rows),
-            "val_loss": val_loss,
-            "val_acc": val_acc,
+            **val,
             "seconds": seconds,
-            "chars_per_s": chars / max(1e-9, seconds),
+            rate_key: chars / max(1e-9, seconds),
         }
         ref = self.reference[st.epoch] if st.epoch < len(self.reference) else None
+        shown = "".join(f"  {val[key]:>{width}{fmt}}" for key, width, fmt in self.task.columns)
         self._say(
-            f"{st.epoch + 1:>5}  {lr:>8.0e}  {metrics['trn_loss']:>8.4f}  {val_loss:>8.4f}  {val_acc:>7.3f}  "
-            f"{(f'{ref:.3f}' if ref is not None else '-'):>7}  {metrics['chars_per_s']:>9.0f}  {seconds:>7.1f}"
+            f"{st.epoch + 1:>5}  {lr:>8.0e}  {metrics['trn_loss']:>8.4f}  {val['val_loss']:>8.4f}{shown}  "
+            f"{(f'{ref:.3f}' if ref is not None else '-'):>7}  {metrics[rate_key]:>9.0f}  {seconds:>7.1f}"
         )
         st.history.append(metrics)
         st.epoch += 1
@@ -266,12 +294,14 @@ class Trainer:
         st.rows = 0
         self.checkpoint()
         atomic_write_json(self.out_dir / "training.json", {"history": st.history})
-        _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name)
+        _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name, self.task.loss_label)
         self._emit("on_epoch_end", epoch=st.epoch, metrics=metrics)
         return True
 
 
-def _plot_losses(path: Path, history: list[dict[str, float]], reference: list[float | None], title: str) -> None:
+def _plot_losses(
+    path: Path, history: list[dict[str, float]], reference: list[float | None], title: str, ylabel: str = "cross-entropy (nats/char)"
+) -> None:
     """loss.png beside the weights; skipped quietly when matplotlib is not installed."""
     try:
         import matplotlib
@@ -290,7 +320,7 @@ def _plot_losses(path: Path, history: list[dict[str, float]], reference: list[fl
     if ref_pts:
         ax.plot(*zip(*ref_pts), "x--", color="grey", label="lesson (validation)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy (nats/char)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.set_xticks(epochs)
     ax.grid(alpha=0.3)

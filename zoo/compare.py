@@ -1,0 +1,148 @@
+"""`zoo compare`: train several models under the same wall-clock budget and rank them.
+
+Every model is trained with the same leak-free validation (the contiguous last 20% of the
+text) and evaluated in nats and bits per character. Training runs in a few chunks (each a
+resume of the last), so each model gets a curve of held-out loss against training time.
+A finished comparison run is reused, not trained again; an unfinished one is resumed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from zoo import api, registry
+from zoo.errors import ZooError
+from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
+
+CHUNKS = 4
+
+
+@dataclass
+class Entry:
+    model: str
+    params: int
+    epochs_done: float
+    s_per_epoch: float | None
+    chars_per_s: float | None
+    val_loss: float
+    val_bpc: float
+    reference: float | None
+    curve: list[tuple[float, float]]  # (training seconds so far, held-out loss)
+
+
+def _epochs_done(m: api.LoadedModel) -> float:
+    state = read_json(m.path / "checkpoint" / "state.json")
+    steps_per_epoch = max(1, state["global_step"] - state["step"]) / max(1, state["epoch"]) if state["epoch"] else None
+    if steps_per_epoch is None:
+        return 0.0
+    return state["global_step"] / steps_per_epoch
+
+
+def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool) -> Entry:
+    done = out / "compare.json"
+    if done.exists():
+        record = read_json(done)
+        if record.get("budget") == budget and record.get("data") == data:
+            return Entry(**{k: v for k, v in record["entry"].items()})
+    spec = registry.get_model(name)
+    chunk = budget / CHUNKS  # each chunk trains for this long; setup and evaluation are not counted
+    curve: list[tuple[float, float]] = []
+    spent = 0.0
+    if (out / "checkpoint" / "state.json").exists() and (out / "compare.progress.json").exists():
+        progress = read_json(out / "compare.progress.json")
+        curve = [tuple(p) for p in progress.get("curve", [])]
+        spent = progress.get("spent", 0.0)
+    m = None
+    while len(curve) < CHUNKS:
+        t0 = time.perf_counter()
+        epochs = max(spec.epochs, 1000)  # the budget, not the recipe, ends training
+        if (out / "config.json").exists():
+            m = api.train(resume=out, epochs=epochs, device=device, max_seconds=chunk, quiet=quiet)
+        else:
+            m = api.train(name, data=data, split="tail", epochs=epochs, device=device, out=out, max_seconds=chunk, quiet=quiet)
+        spent += time.perf_counter() - t0
+        loss = m.evaluate(data=data, split="tail")["val_loss"]
+        curve.append((spent, loss))
+        atomic_write_json(out / "compare.progress.json", {"curve": curve, "spent": spent})
+    if m is None:
+        m = api.load(out)
+    result = m.evaluate(data=data, split="tail")
+    hist = m.history
+    entry = Entry(
+        model=name,
+        params=m.num_params,
+        epochs_done=round(_epochs_done(m), 2),
+        s_per_epoch=sum(h["seconds"] for h in hist) / len(hist) if hist else None,
+        chars_per_s=sum(h["chars_per_s"] for h in hist) / len(hist) if hist else None,
+        val_loss=result["val_loss"],
+        val_bpc=result["val_bpc"],
+        reference=spec.reference.final_val if spec.reference else None,
+        curve=[list(p) for p in curve],
+    )
+    atomic_write_json(done, {"budget": budget, "data": data, "entry": asdict(entry)})
+    return entry
+
+
+def compare(
+    pattern: str = "char-*",
+    budget: float = 120.0,
+    data: str | None = None,
+    device: str = "auto",
+    out: Path = Path("runs/compare"),
+    quiet: bool = True,
+) -> list[Entry]:
+    if budget <= 0:
+        raise ZooError("--budget must be positive")
+    specs = [s for s in registry.list_models() if fnmatch.fnmatchcase(s.name, pattern) and s.task == "char-lm"]
+    if not specs:
+        raise ZooError(f"no character models match {pattern!r}; see `zoo list`")
+    entries = [run_one(s.name, Path(out) / s.name, budget, data, device, quiet) for s in specs]
+    entries.sort(key=lambda e: e.val_loss)
+    plot(entries, Path(out) / "compare.png", budget)
+    return entries
+
+
+def table(entries: list[Entry]) -> str:
+    def f(v: float | None, fmt: str) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    cols = ("params", "epochs", "s/epoch", "chars/s", "held-out", "bits/char", "reference")
+    head = f"{'#':>2}  {'model':<18} {cols[0]:>10} {cols[1]:>7} {cols[2]:>8} " + " ".join(f"{c:>9}" for c in cols[3:])
+    rows = [head, "-" * len(head)]
+    for i, e in enumerate(entries, 1):
+        rows.append(
+            f"{i:>2}  {e.model:<18} {e.params:>10,} {e.epochs_done:>7.2f} {f(e.s_per_epoch, '.1f'):>8} {f(e.chars_per_s, ',.0f'):>9} "
+            f"{e.val_loss:>9.4f} {e.val_bpc:>9.4f} {f(e.reference, '.3f'):>9}"
+        )
+    return "\n".join(rows)
+
+
+def plot(entries: list[Entry], path: Path, budget: float) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    import io
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for e in entries:
+        xs, ys = zip(*e.curve) if e.curve else ((), ())
+        ax.plot(xs, ys, "o-", label=f"{e.model} ({e.val_loss:.3f})")
+    ax.set_xlabel("wall time spent training and evaluating (s)")
+    ax.set_ylabel("held-out loss, last 20% (nats/char)")
+    ax.set_title(f"zoo compare: {budget:g} s per model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
