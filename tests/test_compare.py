@@ -27,7 +27,9 @@ def test_compare_ranks_models_and_reuses_finished_runs(small_corpus, tmp_path):
 
 
 def test_compare_cli_json(small_corpus, tmp_path):
-    proc = run_zoo("compare", "char-r*", "--budget", "1", "--data", str(small_corpus), "--device", "cpu", "--out", str(tmp_path / "c"), "--json")
+    proc = run_zoo(
+        "compare", "char-r*", "--budget", "1", "--data", str(small_corpus), "--device", "cpu", "--out", str(tmp_path / "c"), "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["model"] for r in rows] == ["char-rnn"]

@@ -21,5 +21,6 @@ def zoo_register_models(register):
             ),
             tags=("lesson6", "rnn"),
             num_params=167751,
+            tiny={"n_fac": 4, "n_hidden": 16},
         )
     )
