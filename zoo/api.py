@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo import __version__, registry, tasks
+from zoo import __version__, distributed, registry, tasks
 from zoo.checkpoint import CONFIG_FORMAT, atomic_write_json, find_checkpoint, load_checkpoint, load_weights, read_config, read_json
 from zoo.data.batching import SPLITS, make_batches
 from zoo.data.sources import resolve
@@ -204,13 +204,15 @@ def train(
     split = split or spec.split
     if split not in SPLITS:
         raise ZooError(f"--split {split}: unknown (known: {', '.join(SPLITS)})")
-    dev = resolve_device(device)
+    d = distributed.from_env()  # under torchrun: this process's rank among WORLD_SIZE
+    dev = distributed.setup(d, resolve_device(device))
+    quiet = quiet or not d.main
     source = resolve(data, spec.dataset)
     text = source.read_text()
     vocab = Vocab.from_text(text)
     data_id = str(Path(source.path).resolve()) if hasattr(source, "path") else source.name
 
-    out_dir = Path(out) if out is not None else _new_out_dir(spec.name)
+    out_dir = distributed.broadcast(d, Path(out) if out is not None else _new_out_dir(spec.name))
     if (out_dir / "config.json").exists():
         raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
     config = {
@@ -235,14 +237,16 @@ def train(
         "data": data_id,
         "split": split,
         "overrides": list(overrides),
+        "world_size": d.world,
     }
     torch.manual_seed(seed)
     model = build(spec, len(vocab), hparams)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "config.json", config)
-        atomic_write_json(out_dir / "run.json", _run_record(spec, options, dev, text))
+        if d.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out_dir / "config.json", config)
+            atomic_write_json(out_dir / "run.json", _run_record(spec, options, dev, text))
     except OSError as exc:
         raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
     if not quiet:
@@ -252,7 +256,7 @@ def train(
             f"device {dev}, output {out_dir}",
             file=sys.stderr,
         )
-    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks)
+    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d)
     return _fit(trainer, spec, config, out_dir, max_steps, max_seconds)
 
 
@@ -270,12 +274,12 @@ def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, tex
     }
 
 
-def _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks) -> Trainer:
+def _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d=distributed.SINGLE) -> Trainer:
     run = RunInfo(name=spec.name, out_dir=out_dir, config=config, device=str(dev), epochs=len(lrs))
     reference = list(spec.reference.val_loss) if spec.reference else []
     return Trainer(
         model, train_b, val_b, lrs, seed=seed, device=dev, out_dir=out_dir, run=run, amp=amp,
-        hook=host().pm.hook, callbacks=callbacks, reference=reference, quiet=quiet,
+        hook=host().pm.hook, callbacks=callbacks, reference=reference, quiet=quiet, dist=d,
     )  # fmt: skip
 
 
@@ -286,7 +290,10 @@ def _fit(
         trainer.fit(max_steps=max_steps, max_seconds=max_seconds)
     except OSError as exc:
         raise ZooError(f"cannot write to {out_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
+    finally:
+        distributed.teardown(trainer.dist)
     loaded = LoadedModel(spec, trainer.model, Vocab(config["vocab"]), config, out_dir)
+    loaded.history = list(trainer.state.history)  # under torchrun, rank 0 may not have written training.json yet
     return loaded
 
 
@@ -307,7 +314,9 @@ def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quie
         if epochs < 1:
             raise ZooError(f"--epochs must be at least 1, got {epochs}")
         lrs = (lrs + [lrs[-1]] * epochs)[:epochs]
-    dev = resolve_device(device)
+    d = distributed.from_env()
+    dev = distributed.setup(d, resolve_device(device))
+    quiet = quiet or not d.main
     source = resolve(options["data"], spec.dataset)
     text = source.read_text()
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != record.get("data_sha256"):
@@ -316,17 +325,18 @@ def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quie
     model = build(spec, len(vocab), config["hparams"])
     train_b, val_b = make_batches(_encode(vocab, text), Batching(**config["batching"]), options["batch_size"], config["split"])
     seed = options["seed"]
-    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, options.get("amp", True), quiet, callbacks)
+    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, options.get("amp", True), quiet, callbacks, d)
     state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
     for key in ("epoch", "step", "global_step", "loss_sum", "rows", "history"):
         setattr(trainer.state, key, state[key])
-    if state["carried"] is not None:
-        trainer.carried = tuple(t.to(dev) for t in state["carried"])
+    if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows
+        trainer.carried = distributed.shard_rows(d, tuple(t.to(dev) for t in state["carried"]))
     if trainer.state.epoch >= len(lrs):
         raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
     options["epoch_lrs"] = lrs
     try:
-        atomic_write_json(run_dir / "run.json", {**record, "options": options})
+        if d.main:
+            atomic_write_json(run_dir / "run.json", {**record, "options": options})
     except OSError as exc:
         raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     if not quiet:

@@ -242,6 +242,10 @@ def train(name: str | None, **options: Any) -> None:
     else:
         del options["resume"]
         m = api.train(name, **options, options=extra)
+    from zoo import distributed
+
+    if not distributed.from_env().main:  # under torchrun only rank 0 reports
+        return
     if m.history and callable(getattr(m, "report", None)):  # a table model says what it reached in its own terms
         click.echo(m.report())
     elif m.history:

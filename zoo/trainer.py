@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo import distributed
 from zoo import tasks as _tasks
 from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
 from zoo.errors import ZooError
@@ -95,13 +96,17 @@ def _detach(state: Any) -> Any:
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-def forward(model: nn.Module, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-    """Logits for a batch; a stateful model gets the state the previous batch left (detached: truncated BPTT)."""
+def forward(model: nn.Module, x: torch.Tensor, state: Any = None, net: nn.Module | None = None) -> tuple[torch.Tensor, Any]:
+    """Logits for a batch; a stateful model gets the state the previous batch left (detached: truncated BPTT).
+
+    `net` is what to call when it is not the model itself (its DistributedDataParallel wrapper).
+    """
+    net = model if net is None else net
     if not getattr(model, "stateful", False):
-        return model(x), None
+        return net(x), None
     if state is None or _batch_size(state) != x.shape[0]:
         state = model.init_state(x.shape[0])
-    logits, state = model(x, state)
+    logits, state = net(x, state)
     return logits, _detach(state)
 
 
@@ -159,8 +164,17 @@ class Trainer:
         quiet: bool = False,
         task: Any = None,
         optimizer: str = "adam",
+        dist: Any = None,
     ) -> None:
         self.model = model.to(device)
+        self.dist = dist or distributed.SINGLE
+        self.net: nn.Module = self.model  # what the loop calls: the model, or its DDP wrapper under torchrun
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if not self.dist.main:  # only rank 0 prints and calls hooks
+            quiet, hook, callbacks = True, None, None
         self.train_batches = train_batches
         self.val_batches = val_batches
         self.epoch_lrs = epoch_lrs
@@ -190,9 +204,15 @@ class Trainer:
         if not self.quiet:
             print(text, file=sys.stderr, flush=True)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, collective: bool = True) -> None:
+        """Rank 0 writes; under torchrun every rank first hands in its share of a carried state."""
+        carried = self.carried
+        if self.dist.enabled:
+            carried = distributed.gather_rows(self.dist, carried) if collective else None
+        if not self.dist.main:
+            return
         save_weights(self.out_dir / "model.safetensors", self.model)
-        carried = self.carried if isinstance(self.carried, tuple) else (() if self.carried is None else (self.carried,))
+        carried = carried if isinstance(carried, tuple) else (() if carried is None else (carried,))
         extra = {f"carried.{i}": t for i, t in enumerate(carried)}
         save_checkpoint(self.out_dir, self.model, self.opt, self.state.as_dict(), extra)
 
@@ -213,7 +233,7 @@ class Trainer:
                         self.checkpoint()
                         return st.history
             except KeyboardInterrupt:
-                self.checkpoint()
+                self.checkpoint(collective=False)  # other ranks may be anywhere: no collective calls now
                 raise TrainingInterrupted(
                     f"interrupted at epoch {st.epoch + 1}, batch {st.step}; checkpoint saved. "
                     f"Continue with: zoo train --resume {self.out_dir}"
@@ -229,7 +249,10 @@ class Trainer:
     def _limit_reached(self) -> bool:
         if self._max_steps is not None and self.state.global_step >= self._max_steps:
             return True
-        return self._deadline is not None and time.perf_counter() >= self._deadline
+        if self._deadline is None:
+            return False
+        late = time.perf_counter() >= self._deadline
+        return distributed.broadcast(self.dist, late)  # every rank stops at the same batch
 
     def _run_epoch(self) -> bool:
         """One epoch (or the rest of it); False if stopped early by a step or time limit."""
@@ -247,10 +270,10 @@ class Trainer:
         chars = 0
         if st.step == 0:
             self.carried = None  # each epoch starts from a zero state
-        for x, y in batches.epoch(self.seed, st.epoch, st.step):
+        for x, y in batches.epoch(self.seed, st.epoch, st.step, rank=self.dist.rank, world=self.dist.world):
             x, y = _tasks.to_device(x, self.device), y.to(self.device, non_blocking=True)
             with _autocast(self.device, self.amp):
-                logits, self.carried = forward(self.model, x, self.carried)
+                logits, self.carried = forward(self.model, x, self.carried, self.net)
             loss = self.task.loss(logits, y)
             extra = getattr(self.model, "extra_loss", None)  # e.g. AWD-LSTM's activation regularisation
             self.opt.zero_grad(set_to_none=True)
@@ -273,10 +296,11 @@ class Trainer:
         seconds = time.perf_counter() - t0
         val = self.task.evaluate(self.model, self.val_batches, self.device, self.amp)  # val_loss and the task's metrics
         rate_key = f"{self.task.unit}_per_s"  # chars_per_s for a char model
+        loss_sum, rows, chars = distributed.all_sum(self.dist, [st.loss_sum, st.rows, chars], self.device)
         metrics = {
             "epoch": st.epoch + 1,
             "lr": lr,
-            "trn_loss": st.loss_sum / max(1, st.rows),
+            "trn_loss": loss_sum / max(1, rows),
             **val,
             "seconds": seconds,
             rate_key: chars / max(1e-9, seconds),
@@ -293,8 +317,9 @@ class Trainer:
         st.loss_sum = 0.0
         st.rows = 0
         self.checkpoint()
-        atomic_write_json(self.out_dir / "training.json", {"history": st.history})
-        _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name, self.task.loss_label)
+        if self.dist.main:
+            atomic_write_json(self.out_dir / "training.json", {"history": st.history})
+            _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name, self.task.loss_label)
         self._emit("on_epoch_end", epoch=st.epoch, metrics=metrics)
         return True
 

@@ -56,11 +56,22 @@ class WindowBatches:
         y = self.data[idx + 1].long() if self.every else self.data[row_starts + self.length].long()
         return x, y
 
-    def epoch(self, seed: int = 0, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of one epoch, from batch number `start_step` on (the shuffle is (seed, epoch)'s)."""
+    def epoch(
+        self, seed: int = 0, epoch: int = 0, start_step: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of one epoch, from batch number `start_step` on (the shuffle is (seed, epoch)'s).
+
+        With `world` processes, every process draws the same shuffle and takes its `rank`-th
+        slice of each global batch: together they see exactly the single-process batches.
+        """
         order = self.starts[torch.randperm(len(self.starts), generator=epoch_generator(seed, epoch))] if self.shuffle else self.starts
         for i in range(start_step * self.batch_size, len(order), self.batch_size):
-            yield self.batch(order[i : i + self.batch_size])
+            rows = order[i : i + self.batch_size]
+            if world > 1:
+                if len(rows) < world:
+                    return  # a last batch too small to give every process a row
+                rows = rows.tensor_split(world)[rank]
+            yield self.batch(rows)
 
 
 class StreamBatches:
@@ -88,9 +99,15 @@ class StreamBatches:
     def rows(self) -> int:
         return self.batch_size * len(self)
 
-    def epoch(self, seed: int = 0, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, seed: int = 0, epoch: int = 0, start_step: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """With `world` processes, each reads its `rank`-th share of the streams."""
+        if self.batch_size % world:
+            raise ZooError(f"{self.batch_size} streams do not divide among {world} processes; choose --batch-size as a multiple")
+        inputs, targets = self.inputs.chunk(world, 0)[rank], self.targets.chunk(world, 0)[rank]
         for i in range(start_step * self.length, self.steps, self.length):
-            yield self.inputs[:, i : i + self.length].long(), self.targets[:, i : i + self.length].long()
+            yield inputs[:, i : i + self.length].long(), targets[:, i : i + self.length].long()
 
 
 def window_starts(n_chars: int, scheme: Batching) -> torch.Tensor:

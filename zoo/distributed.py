@@ -1,0 +1,96 @@
+"""Running under torchrun: PyTorch's own process groups and DistributedDataParallel.
+
+`torchrun --nproc-per-node N -m zoo train NAME …` sets RANK, WORLD_SIZE and LOCAL_RANK;
+zoo then initialises the process group (NCCL on CUDA, gloo on the CPU), wraps the model in
+DistributedDataParallel and gives each process its slice of every global batch. Only rank 0
+writes files, prints and calls plugin hooks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+SINGLE = Dist()
+
+
+def from_env() -> Dist:
+    """The torchrun environment, or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE
+    return Dist(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def setup(d: Dist, device: torch.device) -> torch.device:
+    """Join the process group; on CUDA each process takes the GPU of its local rank."""
+    if not d.enabled:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def teardown(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast(d: Dist, obj: Any) -> Any:
+    """Rank 0's value of `obj` on every rank."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_sum(d: Dist, values: list[float], device: torch.device) -> list[float]:
+    if not d.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather_rows(d: Dist, state: Any) -> Any:
+    """A batch-first state (tensor or tuple of tensors) from every rank, concatenated in rank order."""
+    if not d.enabled or state is None:
+        return state
+    if isinstance(state, tuple):
+        return tuple(gather_rows(d, s) for s in state)
+    parts = [torch.empty_like(state) for _ in range(d.world)]
+    dist.all_gather(parts, state.contiguous())
+    return torch.cat(parts, 0)
+
+
+def shard_rows(d: Dist, state: Any) -> Any:
+    """This rank's rows of a gathered batch-first state."""
+    if not d.enabled or state is None:
+        return state
+    if isinstance(state, tuple):
+        return tuple(shard_rows(d, s) for s in state)
+    return state.chunk(d.world, 0)[d.rank]
