@@ -44,7 +44,14 @@ def test_two_processes_match_one_and_only_rank_0_writes(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("char-rnn: val_loss") == 1  # rank 0 reports, rank 1 is silent
     assert sorted(p.name for p in work.iterdir()) == ["ddp"]  # nothing else written anywhere
-    assert {p.name for p in (work / "ddp").iterdir()} == {"checkpoint", "config.json", "run.json", "training.json", "model.safetensors", "loss.png"}
+    assert {p.name for p in (work / "ddp").iterdir()} == {
+        "checkpoint",
+        "config.json",
+        "run.json",
+        "training.json",
+        "model.safetensors",
+        "loss.png",
+    }
     assert json.loads((work / "ddp" / "run.json").read_text())["options"]["world_size"] == 2
 
     single = zoo.train("char-rnn", data=str(corpus), epochs=2, batch_size=64, out=tmp_path / "one", overrides=TINY[1::2], quiet=True)
