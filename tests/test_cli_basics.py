@@ -10,7 +10,19 @@ import sys
 from importlib import metadata
 
 import pytest
-from _plugin_helpers import BUILTIN_MODELS, REPO, ok, one_error_line, parse_table, run_zoo, zoo_env
+from _plugin_helpers import (
+    BEYOND_MODELS,
+    BUILTIN_MODELS,
+    CHAR_MODELS,
+    LESSON_MODELS,
+    REPO,
+    TABLE_MODELS,
+    ok,
+    one_error_line,
+    parse_table,
+    run_zoo,
+    zoo_env,
+)
 
 import zoo
 
@@ -90,8 +102,8 @@ def test_list_shows_every_builtin_model_with_its_plugin():
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [
-        ("char*", list(BUILTIN_MODELS)),
-        ("char-*", [n for n in BUILTIN_MODELS if n != "char3"]),  # 'char-*' needs the hyphen: not char3
+        ("char*", list(CHAR_MODELS)),
+        ("char-*", [n for n in CHAR_MODELS if n != "char3"]),  # 'char-*' needs the hyphen: not char3
         ("char-seq*", ["char-seq", "char-seq-identity"]),
         ("char?", ["char3"]),
         ("*-rnn", ["char-rnn"]),
@@ -103,7 +115,8 @@ def test_list_wildcards(pattern, expected):
 
 
 def test_list_by_tag():
-    assert _names(run_zoo("list", "--tag", "lesson6")) == sorted(BUILTIN_MODELS)
+    assert _names(run_zoo("list", "--tag", "lesson6")) == sorted((*LESSON_MODELS, *TABLE_MODELS))
+    assert _names(run_zoo("list", "--tag", "stateful")) == sorted(BEYOND_MODELS)
     assert _names(run_zoo("list", "char-seq*", "--tag", "lesson6")) == ["char-seq", "char-seq-identity"]
 
 
@@ -118,8 +131,8 @@ def test_list_json():
     for m in listed:
         assert set(m) == LIST_JSON_FIELDS, m
         assert m["plugin"] == m["name"]
-        assert m["task"] == "char-lm"
-        assert "lesson6" in m["tags"]
+        assert m["task"] == {"entity-embeddings": "tabular-regression", "linreg-sgd": "regression"}.get(m["name"], "char-lm")
+        assert ("stateful" if m["name"] in BEYOND_MODELS else "lesson6") in m["tags"]
     rnn = next(m for m in listed if m["name"] == "char-rnn")
     assert rnn["num_params"] == 102215
     assert rnn["dataset"] == "nietzsche"

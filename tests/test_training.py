@@ -153,7 +153,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, small_corpus):
         (["train", "char-rnn", "--lr", "fast"], "not a valid float"),
         (["train", "char-rnm"], "did you mean char-rnn"),
         (["train", "char-rnn", "--data", "nietzsche"], "--data pydoc-topics"),
-        (["sample", "char-rnn"], "no trained weights"),
+        (["sample", "char-gru"], "no trained weights"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, needle):

@@ -212,8 +212,10 @@ def train(
     vocab = Vocab.from_text(text)
     data_id = str(Path(source.path).resolve()) if hasattr(source, "path") else source.name
 
-    out_dir = distributed.broadcast(d, Path(out) if out is not None else _new_out_dir(spec.name))
-    if (out_dir / "config.json").exists():
+    out_dir = Path(out) if out is not None else _new_out_dir(spec.name)
+    # rank 0 decides, before any rank writes, so that every rank sees the same answer
+    out_dir, taken = distributed.broadcast(d, (out_dir, (out_dir / "config.json").exists()))
+    if taken:
         raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
     config = {
         "format": CONFIG_FORMAT,

@@ -17,6 +17,8 @@ def card_text(model_dir: Path, *, license: str = "mit", repo_id: str | None = No
 
     model_dir = Path(model_dir)
     m = load_dir(model_dir)
+    if not hasattr(m, "vocab"):  # a table model (zoo.tasks)
+        return _table_card_text(m, model_dir, license=license, repo_id=repo_id)
     spec = m.spec
     config = m.config
     history = m.history
@@ -79,6 +81,63 @@ def card_text(model_dir: Path, *, license: str = "mit", repo_id: str | None = No
         lines += ["## Sample (temperature 0.8, seed 0)", "", "```", sample_prompt + str(text), "```", ""]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
     return str(card)
+
+
+def _table_card_text(m: Any, model_dir: Path, *, license: str, repo_id: str | None) -> str:
+    """The card of a table model: its columns, the metrics of each epoch, how to get it."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    spec, config, history = m.spec, m.config, m.history
+    run = read_json(model_dir / "run.json") if (model_dir / "run.json").exists() else {}
+    dataset_name = Path(str(config.get("data") or spec.dataset)).name
+    split = config.get("split", spec.split)
+    metric_names = {"val_loss": m.task.loss_label, "val_mape": "mean absolute percentage error"}
+    final = history[-1] if history else {}
+    eval_results = [
+        EvalResult(
+            task_type="tabular-regression",
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_split=f"validation ({split} 20%)",
+            metric_type=key.removeprefix("val_"),
+            metric_name=name,
+            metric_value=round(float(final[key]), 4),
+        )
+        for key, name in metric_names.items()
+        if key in final
+    ]
+    data = ModelCardData(
+        library_name="zoo",
+        license=license,
+        tags=["zoo", spec.task, *spec.tags],
+        datasets=[dataset_name],
+        model_name=spec.name,
+        pipeline_tag="tabular-regression",
+        eval_results=eval_results or None,
+    )
+    cols = config["columns"]
+    target = cols["target"]
+    lines = [MARKER, "", f"# {spec.name}", "", spec.summary, ""]
+    lines += [f"- parameters: {m.num_params:,}"]
+    if cols["categorical"]:
+        seen = ", ".join(f"{c} ({len(v)})" for c, v in cols["categorical"].items())
+        lines += [f"- categorical columns (values seen in training): {seen}"]
+    if cols["continuous"]:
+        lines += ["- continuous columns: " + ", ".join(cols["continuous"])]
+    lines += [f"- target: {'log of ' if target.get('log') else ''}{target['name']}"]
+    if config["hparams"]:
+        lines += [f"- hyper-parameters: {', '.join(f'{k}={v}' for k, v in config['hparams'].items())}"]
+    lines += [f"- trained on: {dataset_name}; validation: {split} 20% of the rows", ""]
+    if history:
+        keys = [k for k in ("epoch", "lr", "trn_loss", "val_loss", "val_mape", "seconds") if k in history[0]]
+        lines += ["## Training", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        for h in history:
+            lines.append("| " + " | ".join(f"{int(h[k])}" if k == "epoch" else f"{h[k]:.4g}" for k in keys) + " |")
+        lines.append("")
+    command = run.get("command") or f"zoo train {spec.name} --seed {run.get('options', {}).get('seed', 0)}"
+    lines += ["## Recipe", "", "```", command, "```", ""]
+    lines += ["## Use", "", "```", f"zoo pull {repo_id or spec.name}", f"zoo eval {repo_id or spec.name}", "```", ""]
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
 
 
 def write_card(model_dir: Path, **kwargs: Any) -> Path:

@@ -136,9 +136,9 @@ def save_checkpoint(
             opt_tensors["rng.cuda"] = torch.cuda.get_rng_state()
         atomic_write_bytes(tmp / "optimizer.safetensors", tensors_to_bytes(opt_tensors))
         atomic_write_json(tmp / "state.json", {**state, "optimizer": opt_meta})
-        if old.exists():
-            shutil.rmtree(old)
-        if final.exists():
+        if final.exists():  # else the old one may be the only checkpoint left (an earlier swap was cut short): keep it
+            if old.exists():
+                shutil.rmtree(old)
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
@@ -174,11 +174,28 @@ def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) ->
 
 
 REQUIRED_CONFIG = ("model", "hparams", "vocab", "batching")
+REQUIRED_TABLE_CONFIG = ("model", "hparams", "columns")  # the table tasks (zoo.tasks): no vocabulary or batching
+
+
+def _read_table_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    for key in REQUIRED_TABLE_CONFIG:
+        if key not in config:
+            raise ZooError(f"{path}: lacks the key {key!r}")
+    if not isinstance(config["model"], str):
+        raise ZooError(f"{path}: 'model' must be a model name, got {config['model']!r}")
+    columns = config["columns"]
+    if not isinstance(config["hparams"], dict) or not isinstance(columns, dict):
+        raise ZooError(f"{path}: 'hparams' and 'columns' must be objects")
+    if not all(isinstance(columns.get(k), dict) for k in ("categorical", "continuous", "target")):
+        raise ZooError(f"{path}: 'columns' needs the objects 'categorical', 'continuous' and 'target'")
+    return config
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / "config.json"
     config = read_json(path)
+    if isinstance(config, dict) and config.get("task", "char-lm") != "char-lm":
+        return _read_table_config(path, config)
     for key in REQUIRED_CONFIG:
         if key not in config:
             raise ZooError(f"{path}: lacks the key {key!r}")

@@ -148,7 +148,8 @@ def info(name: str) -> None:
         if r.note:
             fields.append(("  note", r.note))
     if w:
-        fields += [("weights", f"{w.repo} @ {w.revision[:12]}"), ("  license", w.license), ("  recipe", w.recipe)]
+        where = f"{w.repo} @ {w.revision[:12]}" if w.revision else f"{w.repo} (not yet on the Hub; bundled with zoo)"
+        fields += [("weights", where), ("  license", w.license), ("  recipe", w.recipe)]
         fields += [(f"  {m.name}", f"{m.value:.4f} ({m.dataset}, {m.split})") for m in w.metrics]
     else:
         fields.append(("weights", "none published"))

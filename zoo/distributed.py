@@ -56,6 +56,7 @@ def setup(d: Dist, device: torch.device) -> torch.device:
 
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
+        dist.barrier()  # no rank leaves while another still talks to it
         dist.destroy_process_group()
 
 

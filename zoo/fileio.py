@@ -46,7 +46,9 @@ def read_json(path: Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ZooError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # a directory in its place, no permission, an I/O error
+        raise ZooError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
         raise ZooError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ZooError(f"{path}: expected a JSON object")

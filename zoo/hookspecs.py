@@ -39,7 +39,8 @@ def zoo_on_train_start(run: Any) -> None:
 def zoo_on_epoch_end(run: Any, epoch: int, metrics: dict[str, float]) -> None:
     """An epoch ended and its checkpoint is on disk. `epoch` counts from 1.
 
-    `metrics` has trn_loss, val_loss, val_acc, seconds, chars_per_s and lr.
+    `metrics` has trn_loss, val_loss, val_acc, seconds, chars_per_s and lr (for a char model;
+    other tasks have their own metrics, e.g. val_mape and rows_per_s: see `zoo.tasks`).
     """
 
 

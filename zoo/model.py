@@ -66,10 +66,20 @@ def import_builder(spec: ModelSpec) -> Any:
     return obj
 
 
-def build(spec: ModelSpec, vocab_size: int, hparams: dict[str, Any] | None = None) -> nn.Module:
-    """A freshly initialised model of `spec` for a vocabulary of `vocab_size`."""
+def build(spec: ModelSpec, vocab_size: int | None, hparams: dict[str, Any] | None = None, **data: Any) -> nn.Module:
+    """A freshly initialised model of `spec` for a vocabulary of `vocab_size`.
+
+    Table models (vocab_size None) get what their data determine as `data` keywords instead; see `zoo.tasks`.
+    """
     params = dict(spec.hparams if hparams is None else hparams)
-    model = import_builder(spec)(vocab_size=vocab_size, **params)
+    if vocab_size is not None:
+        data["vocab_size"] = vocab_size
+    builder = import_builder(spec)
+    try:
+        model = builder(**data, **params)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. --set n_hidden=0: torch refuses the layer
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise ZooError(f"model {spec.name!r} cannot be built with the hyper-parameters {shown} ({exc})") from None
     if not isinstance(model, nn.Module):
         raise ZooError(f"model {spec.name!r}: its builder returned {type(model).__name__}, not a torch.nn.Module")
     return model

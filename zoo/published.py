@@ -65,6 +65,13 @@ def _need(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where:
     return value
 
 
+def _as_float(value: int | float, where: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a TOML integer too large for a float
+        raise ZooError(f"registry.toml: {where} is too large for a number") from None
+
+
 def _parse_entry(model: str, table: Any) -> PublishedWeights:
     where = f"weights.{model}"
     if not isinstance(table, dict):
@@ -99,7 +106,7 @@ def _parse_entry(model: str, table: Any) -> PublishedWeights:
         metrics.append(
             Metric(
                 name=_need(m, "name", str, mw),
-                value=float(_need(m, "value", (int, float), mw)),
+                value=_as_float(_need(m, "value", (int, float), mw), f"{mw}.value"),
                 dataset=_need(m, "dataset", str, mw),
                 split=_need(m, "split", str, mw),
             )
@@ -124,10 +131,10 @@ def load(path: Path | None = None) -> dict[str, PublishedWeights]:
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ZooError(f"{path}: not valid TOML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ZooError(f"{path}: cannot be read ({exc})") from None
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:  # also: an integer of 4300+ digits, nesting too deep
+        raise ZooError(f"{path}: not valid TOML ({exc})") from None
     schema = data.get("schema")
     if schema != SCHEMA_VERSION:
         raise ZooError(f"registry.toml: schema must be {SCHEMA_VERSION}, got {schema!r}")

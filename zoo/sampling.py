@@ -103,6 +103,8 @@ def sample(
         raise ZooError("--length must be zero or more")
     if num_samples < 1:
         raise ZooError("--num-samples must be at least 1")
+    if not 0 <= temperature < float("inf"):
+        raise ZooError(f"--temperature must be a number, zero or more, got {temperature}")
     ids = check_prompt(vocab, prompt)
     model.eval()
     device = next(model.parameters()).device

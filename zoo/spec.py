@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-TASKS = ("char-lm",)
+# What a model learns; zoo.tasks implements each (loss, metrics, data path).
+TASKS = ("char-lm", "regression", "tabular-regression")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,14 @@ class ModelSpec:
     default dataset's vocabulary; the conformance tests rebuild the model and check it.
     `tiny` overrides some of `hparams` to make a small, fast model for tests
     (`zoo.testing.check_model` builds and trains that configuration).
+
+    For the table tasks ("regression", "tabular-regression"; see `zoo.tasks`) the builder
+    is called as `builder(**data_kwargs, **hparams)` with what the data determine (column
+    cardinalities, the number of continuous columns), and `dataset` names a table source.
+    `train_options` are options specific to this model's training, with their defaults
+    (`zoo train --method ...` where the plugin adds the flag; `zoo.train(..., options={...})`).
+    `fit` ("module:function", imported only when training) trains instead of zoo's Trainer:
+    it gets a `zoo.tasks.FitContext` and returns the history (it may run the Trainer itself).
     """
 
     name: str
@@ -90,6 +99,8 @@ class ModelSpec:
     tags: tuple[str, ...] = ()
     num_params: int | None = None
     tiny: dict[str, Any] = field(default_factory=dict)
+    train_options: dict[str, Any] = field(default_factory=dict)
+    fit: str = ""
     plugin: str = ""  # filled in by the registry: the entry-point name that registered it
 
     def __post_init__(self) -> None:
@@ -101,6 +112,8 @@ class ModelSpec:
             raise ValueError(f"unknown task {self.task!r} (known: {', '.join(TASKS)})")
         if not self.recipe:
             raise ValueError("a recipe needs at least one stage")
+        if self.fit and ":" not in self.fit:
+            raise ValueError(f"fit must be 'module:function', got {self.fit!r}")
 
     @property
     def epochs(self) -> int:

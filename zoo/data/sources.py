@@ -172,6 +172,8 @@ def resolve(data: str | os.PathLike[str] | None, default: str) -> object:
     value = str(data) if data is not None else default
     datasets = registry.get().datasets
     if value in datasets:
+        if not callable(getattr(datasets[value], "read_text", None)):  # a table (zoo.data.table)
+            raise ZooError(f"dataset {value!r} is a table, not a text; the character models train on text (see `zoo datasets`)")
         return datasets[value]
     p = Path(value)
     if p.exists() or os.sep in value or p.suffix:

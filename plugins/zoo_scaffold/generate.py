@@ -1,0 +1,68 @@
+"""The files of a new plugin package, from the templates beside this module (string.Template, $$-escaped)."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from zoo import __version__
+from zoo.errors import UsageError, ZooError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+
+# template file -> path in the new package ({package} is the import package's name)
+FILES = {
+    "pyproject.toml.tmpl": "pyproject.toml",
+    "README.md.tmpl": "README.md",
+    "gitignore.tmpl": ".gitignore",
+    "plugin.py.tmpl": "{package}/__init__.py",
+    "model.py.tmpl": "{package}/model.py",
+    "test_model.py.tmpl": "tests/test_model.py",
+}
+
+
+def check_name(name: str) -> None:
+    if name.startswith("zoo-") or name.startswith("zoo_"):
+        raise UsageError(f"NAME is the plugin's name, without the zoo- prefix (the distribution will be zoo-{name[4:]})")
+    if not NAME_RE.match(name) or len(name) > 40:
+        raise UsageError(f"invalid plugin name {name!r}: use lowercase letters, digits and single hyphens, starting with a letter")
+    from zoo import registry
+    from zoo.plugins import host
+
+    if name in host().infos:
+        raise ZooError(f"a plugin named {name!r} is already installed; choose another name")
+    models = registry.get().models
+    if name in models:
+        raise ZooError(f"a model named {name!r} is already registered (by plugin {models[name].plugin!r}); choose another name")
+
+
+def render(name: str) -> dict[str, str]:
+    """{relative path: text} of the package for plugin `name`."""
+    package = "zoo_" + name.replace("-", "_")
+    values = {"name": name, "dist": f"zoo-{name}", "package": package, "zoo_version": __version__}
+    templates = resources.files("zoo_scaffold") / "templates"
+    return {
+        path.format(package=package): Template((templates / tmpl).read_text(encoding="utf-8")).substitute(values)
+        for tmpl, path in FILES.items()
+    }
+
+
+def generate(name: str, parent: Path) -> tuple[Path, list[Path]]:
+    """Write the package zoo-NAME under `parent`; returns its folder and the files written."""
+    check_name(name)
+    root = Path(parent) / f"zoo-{name}"
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ZooError(f"{root} already exists and is not empty; choose another --dir or remove it")
+    files = render(name)
+    written = []
+    try:
+        for rel, text in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise ZooError(f"cannot write {root} ({exc.strerror})") from None
+    return root, written

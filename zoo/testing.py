@@ -1,0 +1,633 @@
+"""zoo's test kit for plugin authors, also a pytest plugin (entry point "zoo" in the group pytest11).
+
+Installing zoo gives every pytest run:
+
+- the fixture `zoo_plugin`: `zoo_plugin(obj, name=None)` registers a plugin object for one
+  test; it is unregistered afterwards, whatever happens;
+- `check_model(name)`: the model contract, run on any registered model in the `tiny`
+  configuration its spec declares (see `CHECKS` for what is checked);
+- `CHECKS`: the names of the checks, to parametrise a suite with one test per check.
+
+    import pytest
+    from zoo.testing import CHECKS, check_model
+
+    @pytest.mark.parametrize("check", CHECKS)
+    def test_contract(check, tmp_path):
+        check_model("my-model", checks=[check], workdir=tmp_path)
+
+Importing this module does not import torch (pytest loads it in every run, of every
+project); a check imports torch when it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+from zoo.spec import ModelSpec
+
+try:  # check_model works without pytest; only the fixture needs it
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None  # type: ignore[assignment]
+
+__all__ = ["CHECKS", "ContractError", "check_model", "registered_plugin", "tiny_hparams", "tiny_text", "zoo_plugin"]
+
+CHECKS: tuple[str, ...] = (
+    "spec",
+    "listing",
+    "build",
+    "forward",
+    "step",
+    "train_step",
+    "save_load",
+    "strict_load",
+    "sampling",
+    "num_params",
+    "cli",
+)
+"""Every check `check_model` runs, in order (docs/plugins.md has the same table):
+
+spec         the spec is consistent: `tiny` only overrides declared hyper-parameters, the builder
+             imports, the dataset is registered, the recipe and optimizer are ones zoo's trainer runs
+listing      `zoo list` and `zoo info` find the model without importing torch (a subprocess that
+             loads only the model's plugin; skipped for plugins registered in process)
+build        the builder makes a torch.nn.Module on the CPU with float parameters; the same seed
+             gives the same weights
+forward      forward(x) on x [batch, length] gives finite logits [batch, vocab] ("next" targets)
+             or [batch, length, vocab] ("every" targets, "streams"), for batches of 3 and 1; a
+             stateful model's forward(x, state) returns (logits, state)
+step         init_state(batch) is batch-first; step(x, state) gives logits [batch, vocab] and a
+             state of the same shapes; stepping from init_state over a window equals forward
+             (for "windows" batching and stateful models), with step() and with the sampler's
+             fast form of the model if it has one
+train_step   one step of the spec's optimiser at the recipe's first learning rate lowers the loss on
+             a fixed batch, and every trainable parameter gets a gradient
+save_load    weights saved as safetensors and loaded into a differently seeded model give an
+             identical state dict and identical outputs
+strict_load  loading rejects a tensor of the wrong shape and a missing tensor, naming it, and
+             leaves the model as it was
+sampling     seeded sampling (zoo's sampler, 2 samples at once) is deterministic and yields only
+             characters of the vocabulary, never the padding
+num_params   the spec's num_params is the parameter count at the default hyper-parameters and the
+             default dataset's vocabulary (skipped when the spec declares none, or the dataset is not
+             available offline and no vocab_size is given)
+cli          through the `zoo` command (click's CliRunner): `zoo info`, `zoo train --epochs 1` on a
+             tiny text with the tiny hyper-parameters, `zoo eval`, and `zoo sample --seed` twice
+
+Checks other than spec and listing test the char-lm contract; for other tasks they are skipped.
+"""
+
+_ANY_TASK = ("spec", "listing")  # the other checks test the char-lm contract
+
+DEFAULT_CHARS = 10_000  # the tiny corpus: this many characters of Python's pydoc topics
+
+
+class ContractError(AssertionError):
+    """A model broke the contract; the message names the model, the check and what went wrong."""
+
+
+class _Skip(Exception):
+    pass
+
+
+# --- registering a plugin for one test -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[str]:
+    """Register `plugin` (a module, class or instance with zoo hooks) while the block runs; yields its name.
+
+    The registry is collected again on entry and on exit, so the plugin's models appear and go.
+    """
+    from zoo.plugins import host
+
+    name = name or _plugin_name(plugin)
+    host().register(plugin, name=name)
+    try:
+        yield name
+    finally:
+        if host().pm.get_plugin(name) is not None:
+            host().unregister(name)
+
+
+def _plugin_name(plugin: Any) -> str:
+    base = getattr(plugin, "__name__", None) or type(plugin).__name__
+    return f"{base}-{id(plugin):x}"
+
+
+if pytest is not None:
+
+    @pytest.fixture
+    def zoo_plugin() -> Iterator[Callable[..., str]]:
+        """`zoo_plugin(obj, name=None)` registers a plugin object for this test and returns its name."""
+        with contextlib.ExitStack() as stack:
+
+            def register(plugin: Any, name: str | None = None) -> str:
+                return stack.enter_context(registered_plugin(plugin, name))
+
+            yield register
+
+
+# --- the tiny configuration ------------------------------------------------------------------------------
+
+
+def tiny_hparams(spec: ModelSpec) -> dict[str, Any]:
+    """The spec's hyper-parameters with its `tiny` overrides applied."""
+    return {**spec.hparams, **spec.tiny}
+
+
+def tiny_text(n_chars: int = DEFAULT_CHARS) -> str:
+    """`n_chars` characters of English prose that ship with CPython (pydoc topics): a corpus for tests."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k].strip() for k in sorted(topics)).replace("\0", "")[:n_chars]
+
+
+# --- check_model -----------------------------------------------------------------------------------------
+
+
+def check_model(
+    name: str,
+    checks: Iterable[str] | None = None,
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    text: str | None = None,
+    vocab_size: int | None = None,
+) -> dict[str, str]:
+    """Run the model contract on the registered model `name`; returns {check: "ok" or "skipped: why"}.
+
+    `checks` picks some of `CHECKS` (default: all). `workdir` is where files go (default: a
+    temporary folder, removed afterwards). `text` is the training text (default: `tiny_text()`).
+    `vocab_size` is the vocabulary of the spec's dataset, for the num_params check.
+    Raises `ContractError` (an AssertionError) listing every check that failed. Under pytest, a
+    call whose checks were all skipped is reported as a skipped test.
+    """
+    from zoo import registry
+
+    wanted = list(CHECKS if checks is None else checks)
+    unknown = [c for c in wanted if c not in CHECKS]
+    if unknown:
+        raise ValueError(f"unknown check(s) {', '.join(map(repr, unknown))}; known: {', '.join(CHECKS)}")
+    try:
+        spec = registry.get_model(name)
+    except ZooError as exc:
+        raise ContractError(f"model {name!r} is not registered: {exc}") from None
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="zoo-check-"))
+        checker = _Checker(spec, Path(workdir), text if text is not None else tiny_text(), vocab_size)
+        results: dict[str, str] = {}
+        failures: list[str] = []
+        for check in wanted:
+            try:
+                if spec.task != "char-lm" and check not in _ANY_TASK:
+                    raise _Skip(f"the {check} check covers the char-lm contract; {name!r} has task {spec.task!r}")
+                getattr(checker, f"check_{check}")()
+            except _Skip as exc:
+                results[check] = f"skipped: {exc}"
+            except ContractError as exc:
+                failures.append(f"[{check}] {exc}")
+            except Exception as exc:  # a crash inside the model's code is a failure of that check
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-4))
+                failures.append(f"[{check}] raised {type(exc).__name__}: {exc}\n{tb}")
+            else:
+                results[check] = "ok"
+    if failures:
+        raise ContractError(f"model {name!r} fails the zoo contract:\n" + "\n".join(failures))
+    skipped = [f"{c}: {r.removeprefix('skipped: ')}" for c, r in results.items() if r.startswith("skipped")]
+    if wanted and len(skipped) == len(wanted) and pytest is not None and os.environ.get("PYTEST_CURRENT_TEST"):
+        pytest.skip("; ".join(skipped))
+    return results
+
+
+def _fail(message: str) -> None:
+    raise ContractError(message)
+
+
+def _tensors(state: Any) -> list[Any]:
+    """The tensors of a state (a tensor, or a tuple of states), in order."""
+    if isinstance(state, tuple):
+        return [t for s in state for t in _tensors(s)]
+    return [state]
+
+
+class _Checker:
+    """The checks of one model; each builds what it needs, so any one can run alone."""
+
+    def __init__(self, spec: ModelSpec, workdir: Path, text: str, vocab_size: int | None) -> None:
+        self.spec = spec
+        self.workdir = workdir
+        self.text = text
+        self.vocab_size = vocab_size
+        self.hparams = tiny_hparams(spec)
+        self.length = spec.batching.length
+        self.every = spec.batching.kind == "streams" or spec.batching.targets == "every"
+
+    # helpers
+
+    @property
+    def vocab(self) -> Any:
+        from zoo.data.vocab import Vocab
+
+        if not hasattr(self, "_vocab"):
+            if len(self.text) < 1000:
+                _fail(f"the test text has {len(self.text)} characters; give at least 1,000")
+            self._vocab = Vocab.from_text(self.text)
+        return self._vocab
+
+    def build(self, seed: int = 0, hparams: dict[str, Any] | None = None, vocab_size: int | None = None) -> Any:
+        import torch
+
+        from zoo.model import build
+
+        torch.manual_seed(seed)
+        try:
+            return build(self.spec, vocab_size or len(self.vocab), self.hparams if hparams is None else hparams)
+        except ZooError as exc:
+            raise ContractError(str(exc)) from None
+
+    def batch(self, rows: int = 3, seed: int = 0) -> tuple[Any, Any]:
+        """A fixed batch (x, y) shaped as the trainer would feed it."""
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        v = len(self.vocab)
+        x = torch.randint(1, v, (rows, self.length), generator=g)
+        y = torch.randint(1, v, (rows, self.length) if self.every else (rows,), generator=g)
+        return x, y
+
+    def expected_shape(self, rows: int) -> tuple[int, ...]:
+        v = len(self.vocab)
+        return (rows, self.length, v) if self.every else (rows, v)
+
+    @staticmethod
+    def stateful(model: Any) -> bool:
+        return bool(getattr(model, "stateful", False))
+
+    def logits(self, model: Any, x: Any) -> Any:
+        """What the trainer computes for a batch: forward(x), or forward(x, init_state) for a stateful model."""
+        from zoo.trainer import forward
+
+        logits, _ = forward(model, x)
+        return logits
+
+    def forward(self, model: Any, x: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return self.logits(model, x)
+
+    # the checks
+
+    def check_spec(self) -> None:
+        from zoo import registry
+        from zoo.data.batching import SPLITS
+        from zoo.model import import_builder
+        from zoo.trainer import OPTIMIZERS
+
+        s = self.spec
+        if not isinstance(s, ModelSpec):
+            _fail(f"registered a {type(s).__name__}, not a zoo.ModelSpec")
+        extra = sorted(set(s.tiny) - set(s.hparams))
+        if extra:
+            _fail(f"tiny overrides {', '.join(extra)}, which hparams does not declare (declared: {', '.join(sorted(s.hparams)) or 'none'})")
+        try:
+            import_builder(s)
+        except ZooError as exc:
+            _fail(str(exc))
+        datasets = registry.get().datasets
+        if s.dataset not in datasets:
+            _fail(f"its dataset {s.dataset!r} is not registered (known: {', '.join(sorted(datasets)) or 'none'})")
+        if s.optimizer not in OPTIMIZERS:
+            _fail(f"optimizer {s.optimizer!r}: zoo's trainer knows {', '.join(OPTIMIZERS)}")
+        if s.split not in SPLITS:
+            _fail(f"split {s.split!r} is not one of {', '.join(SPLITS)}")
+        if s.batch_size < 1:
+            _fail(f"batch_size {s.batch_size} must be at least 1")
+        bad = [st for st in s.recipe if not (st.lr > 0 and st.epochs >= 1)]
+        if bad:
+            _fail(f"recipe stages need lr > 0 and epochs >= 1: {bad}")
+
+    def check_listing(self) -> None:
+        from zoo.plugins import host
+
+        info = host().infos.get(self.spec.plugin)
+        if info is None or info.distribution == "(in process)":
+            raise _Skip(f"plugin {self.spec.plugin!r} is registered in process, not installed through an entry point")
+        code = (
+            "import json, sys\n"
+            "from zoo.cli import main\n"
+            "codes = []\n"
+            "for argv in (['list', sys.argv[1]], ['info', sys.argv[1]]):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit as exc:\n"
+            "        codes.append(exc.code)\n"
+            "    else:\n"
+            "        codes.append(0)\n"
+            "print('RESULT ' + json.dumps({'codes': codes, 'torch': 'torch' in sys.modules}))\n"
+        )
+        env = {**os.environ, "ZOO_LOAD_PLUGINS": self.spec.plugin}
+        env.pop("ZOO_DISABLE_PLUGINS", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, self.spec.name], capture_output=True, text=True, env=env, timeout=120, cwd=self.workdir
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            _fail(f"`zoo list`/`zoo info` with only plugin {self.spec.plugin!r} loaded crashed:\n{proc.stderr[-2000:]}")
+        result = json.loads(lines[-1].removeprefix("RESULT "))
+        if result["codes"] != [0, 0]:
+            _fail(f"`zoo list {self.spec.name}` / `zoo info {self.spec.name}` exited {result['codes']}:\n{proc.stderr[-2000:]}")
+        if self.spec.name not in proc.stdout:
+            _fail(f"`zoo list {self.spec.name}` does not show the model:\n{proc.stdout[-2000:]}")
+        if result["torch"]:
+            _fail(
+                f"loading plugin {self.spec.plugin!r} imports torch, so every `zoo list` pays for it; "
+                "import torch only in the module the builder names, never in the plugin module"
+            )
+
+    def check_build(self) -> None:
+        import torch
+        from torch import nn
+
+        model = self.build(seed=0)
+        if not isinstance(model, nn.Module):
+            _fail(f"the builder returned {type(model).__name__}, not a torch.nn.Module")
+        for attr in ("forward", "init_state", "step"):
+            if not callable(getattr(model, attr, None)):
+                _fail(f"the model has no method {attr}()")
+        params = list(model.named_parameters())
+        if not params:
+            _fail("the model has no parameters")
+        for pname, p in params:
+            if p.device.type != "cpu":
+                _fail(f"parameter {pname} is on {p.device}, not the CPU: build on the CPU; zoo moves the model")
+            if not p.dtype.is_floating_point:
+                _fail(f"parameter {pname} is {p.dtype}, not floating point")
+        again = self.build(seed=0).state_dict()
+        for key, value in model.state_dict().items():
+            if key not in again or not torch.equal(value, again[key]):
+                _fail(f"two builds with the same torch seed differ in {key}: initialise with torch's RNG so --seed reproduces a run")
+
+    def check_forward(self) -> None:
+        import torch
+
+        model = self.build().eval()
+        for rows in (3, 1):
+            x, _ = self.batch(rows)
+            if self.stateful(model):
+                with torch.no_grad():
+                    state = model.init_state(rows)
+                    result = model(x, state)
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    _fail("a stateful model's forward(x, state) must return (logits, new_state)")
+                out, new_state = result
+                shapes, new_shapes = [tuple(t.shape) for t in _tensors(state)], [tuple(t.shape) for t in _tensors(new_state)]
+                if new_shapes != shapes:
+                    _fail(f"forward(x, state) changed the state's shapes from {shapes} to {new_shapes}")
+            else:
+                out = self.forward(model, x)
+            if not isinstance(out, torch.Tensor):
+                _fail(f"forward returned {type(out).__name__}, not a tensor of logits")
+            want = self.expected_shape(rows)
+            if tuple(out.shape) != want:
+                targets = "every position" if self.every else "the next character only"
+                _fail(f"forward(x) on x of shape {tuple(x.shape)} gave {tuple(out.shape)}; batching {self.spec.batching} "
+                      f"has targets at {targets}, so logits must be {want}")  # fmt: skip
+            if not out.dtype.is_floating_point or not torch.isfinite(out).all():
+                _fail("forward gave non-finite or non-float logits")
+
+    def check_step(self) -> None:
+        from zoo import sampling
+
+        model = self.build().eval()
+        steppers = [("step()", model)]
+        fast = sampling.stepper(model) if hasattr(sampling, "stepper") else model
+        if fast is not model:
+            steppers.append(("the fused form the sampler uses (fused())", fast))
+        for what, stepper in steppers:
+            self._check_stepping(model, stepper, what)
+
+    def _check_stepping(self, model: Any, stepper: Any, what: str) -> None:
+        import torch
+
+        rows = 3
+        x, _ = self.batch(rows)
+        with torch.no_grad():
+            state = stepper.init_state(rows)
+            tensors = _tensors(state)
+            if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+                _fail(f"init_state returned {type(state).__name__}; a state is a tensor or a tuple of tensors")
+            shapes = [tuple(t.shape) for t in tensors]
+            if any(len(s) == 0 or s[0] != rows for s in shapes):
+                _fail(f"init_state({rows}) gave shapes {shapes}: the first dimension of every state tensor must be the batch")
+            outs = []
+            for t in range(self.length):
+                result = stepper.step(x[:, t], state)
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    _fail(f"{what} must return (logits, new_state)")
+                logits, state = result
+                if tuple(logits.shape) != (rows, len(self.vocab)):
+                    _fail(f"{what} on x of shape ({rows},) gave logits {tuple(logits.shape)}, expected {(rows, len(self.vocab))}")
+                new_shapes = [tuple(s.shape) for s in _tensors(state)]
+                if new_shapes != shapes:
+                    _fail(f"{what} changed the state's shapes from {shapes} to {new_shapes}")
+                outs.append(logits)
+            end_state = state
+            if self.stateful(model):
+                full, full_state = model(x, model.init_state(rows))
+            elif self.spec.batching.kind == "windows":
+                full, full_state = model(x), None
+            else:
+                return  # a streams model that is not stateful: no window to compare with
+        stepped = torch.stack(outs, 1) if self.every else outs[-1]
+        if not torch.allclose(stepped, full, rtol=1e-4, atol=1e-5):
+            diff = (stepped - full).abs().max().item()
+            _fail(
+                f"stepping with {what} from init_state over a window differs from forward (max difference {diff:.3g}); "
+                "the sampler relies on it predicting exactly what forward() does"
+            )
+        if full_state is not None:
+            for a, b in zip(_tensors(end_state), _tensors(full_state)):
+                if a.shape != b.shape or not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+                    _fail(f"the state after stepping with {what} over a window differs from the state forward(x, state) returns")
+
+    def check_train_step(self) -> None:
+        import torch
+
+        from zoo.trainer import loss_fn, make_optimizer
+
+        model = self.build()
+        x, y = self.batch(rows=32, seed=1)
+        lr = self.spec.recipe[0].lr
+        opt = make_optimizer(self.spec.optimizer, model.parameters(), lr)
+        model.eval()
+        with torch.no_grad():
+            before = loss_fn(self.logits(model, x), y).item()
+        model.train()
+        loss = loss_fn(self.logits(model, x), y)
+        extra = getattr(model, "extra_loss", None)  # a regulariser the model computes in forward, as the trainer adds it
+        opt.zero_grad()
+        (loss if extra is None else loss + extra).backward()
+        no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+        if no_grad:
+            _fail(f"these parameters get no gradient from forward, so training never changes them: {', '.join(no_grad)}")
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            after = loss_fn(self.logits(model, x), y).item()
+        if not math.isfinite(after) or not after < before:
+            _fail(f"one {self.spec.optimizer} step at lr {lr:g} did not lower the loss on a fixed batch ({before:.5f} -> {after:.5f})")
+
+    def check_save_load(self) -> None:
+        import torch
+
+        from zoo.checkpoint import load_weights, save_weights
+
+        model = self.build(seed=0).eval()
+        path = self.workdir / "check-save-load.safetensors"
+        save_weights(path, model)
+        other = self.build(seed=1).eval()
+        load_weights(path, other)
+        saved, loaded = model.state_dict(), other.state_dict()
+        if list(saved) != list(loaded):
+            _fail(f"the loaded state dict has keys {list(loaded)}, the saved one {list(saved)}")
+        for key in saved:
+            if not torch.equal(saved[key], loaded[key]):
+                _fail(f"{key} differs after save -> load")
+        x, _ = self.batch()
+        if not torch.equal(self.forward(model, x), self.forward(other, x)):
+            _fail("the loaded model's outputs differ from the saved model's, though the weights are equal")
+
+    def check_strict_load(self) -> None:
+        import torch
+        from safetensors.torch import save_file
+
+        from zoo.checkpoint import load_weights
+
+        sd = {k: v.detach().clone().contiguous() for k, v in self.build(seed=0).state_dict().items()}
+        key = next((k for k, v in sd.items() if v.dim() >= 1), None)
+        if key is None:
+            _fail("the state dict has no tensor with a dimension")
+        target = self.build(seed=1)
+        before = {k: v.clone() for k, v in target.state_dict().items()}
+        shape = list(sd[key].shape)
+        shape[0] += 1
+        bad_cases = {
+            "a tensor of the wrong shape": {**sd, key: torch.zeros(shape, dtype=sd[key].dtype)},
+            "a missing tensor": {k: v for k, v in sd.items() if k != key},
+        }
+        path = self.workdir / "check-strict-load.safetensors"
+        for what, tensors in bad_cases.items():
+            save_file(tensors, str(path))
+            try:
+                load_weights(path, target)
+            except ZooError as exc:
+                if key not in str(exc):
+                    _fail(f"loading weights with {what} failed, but the error does not name {key}: {exc}")
+            else:
+                _fail(f"loading weights with {what} ({key}) was accepted; strict loading must reject it")
+            after = target.state_dict()
+            if any(not torch.equal(before[k], after[k]) for k in before):
+                _fail(f"a rejected load (with {what}) changed the model's weights")
+
+    def check_sampling(self) -> None:
+        from zoo.sampling import sample
+
+        model = self.build().eval()
+        vocab = self.vocab
+        context = self.length if self.spec.batching.kind == "windows" else None
+        prompt = next((self.text[i : i + 5] for i in range(len(self.text)) if self.text[i : i + 5].strip()), self.text[:5])
+        n = 40
+
+        def run(seed: int) -> list[str]:
+            return sample(model, vocab, prompt, n, context=context, temperature=1.0, seed=seed, num_samples=2)
+
+        first, second = run(0), run(0)
+        if first != second:
+            _fail(
+                "two samples with the same seed differ: does the model draw random numbers in eval mode "
+                f"(dropout with training=True, torch.rand in step)?\n{first!r}\n{second!r}"
+            )
+        for text in first:
+            if len(text) != n:
+                _fail(f"asked for {n} characters, got {len(text)}")
+            if "\0" in text or vocab.unknown(text):
+                _fail(f"the sample has characters outside the vocabulary or the padding: {text!r}")
+
+    def check_num_params(self) -> None:
+        from zoo import registry
+        from zoo.data.vocab import Vocab
+        from zoo.model import count_params
+
+        s = self.spec
+        if s.num_params is None:
+            raise _Skip("the spec declares no num_params")
+        v = self.vocab_size
+        if v is None:
+            source = registry.get().datasets.get(s.dataset)
+            cached = getattr(source, "cached_path", None)
+            if source is None or (callable(cached) and not cached().exists()):
+                raise _Skip(f"dataset {s.dataset!r} is not available offline; pass vocab_size= to check num_params")
+            v = len(Vocab.from_text(source.read_text()))
+        n = count_params(self.build(hparams=dict(s.hparams), vocab_size=v))
+        if n != s.num_params:
+            _fail(f"the spec says num_params={s.num_params:,}, but the model has {n:,} at its default hyper-parameters and vocabulary {v}")
+
+    def check_cli(self) -> None:
+        from click.testing import CliRunner
+
+        from zoo.checkpoint import read_config
+        from zoo.cli import cli
+
+        s = self.spec
+        runner = CliRunner()
+
+        def zoo(*args: str) -> Any:
+            result = runner.invoke(cli, list(args), catch_exceptions=True)
+            if result.exit_code != 0:
+                exc = result.exception
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-4)) if exc else ""
+                _fail(f"`zoo {' '.join(args)}` exited {result.exit_code}:\n{result.output[-2000:]}{tb}")
+            return result
+
+        info = zoo("info", s.name)
+        if not info.stdout.startswith(f"{s.name}: {s.summary}"):
+            _fail(f"`zoo info {s.name}` does not start with the name and summary:\n{info.stdout[:500]}")
+
+        data = self.workdir / "tiny.txt"
+        data.write_text(self.text, encoding="utf-8")
+        out = self.workdir / "run"
+        sets = [a for k, v in s.tiny.items() for a in ("--set", f"{k}={v}")]
+        trained = zoo("train", s.name, "--epochs", "1", "--data", str(data), "--device", "cpu", "--out", str(out), "--quiet", *sets)
+        if "after epoch 1" not in trained.stdout:
+            _fail(f"`zoo train {s.name} --epochs 1` did not finish its epoch:\n{trained.output[-2000:]}")
+        for fname in ("model.safetensors", "config.json", "training.json"):
+            if not (out / fname).is_file():
+                _fail(f"`zoo train` wrote no {fname} in {out}")
+        config = read_config(out)
+        if config["model"] != s.name or config["hparams"] != self.hparams:
+            _fail(f"the run's config.json has model {config['model']!r}, hparams {config['hparams']}; expected {s.name!r}, {self.hparams}")
+        history = json.loads((out / "training.json").read_text(encoding="utf-8"))["history"]
+        if len(history) != 1 or not math.isfinite(history[0]["val_loss"]):
+            _fail(f"training.json after one epoch: {history}")
+
+        evaluated = json.loads(zoo("eval", str(out), "--json").stdout)
+        if not math.isfinite(evaluated["val_loss"]):
+            _fail(f"`zoo eval` gave {evaluated}")
+
+        prompt = next(c for c in self.text if not c.isspace()) * 2
+        sampled = [zoo("sample", str(out), "--prompt", prompt, "--length", "30", "--seed", "7").stdout for _ in range(2)]
+        if sampled[0] != sampled[1] or not sampled[0].startswith(prompt):
+            _fail(f"`zoo sample --seed 7` twice gave different text, or lost the prompt: {sampled!r}")
