@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/zoo sample runs/demo --prompt "The " --length 300 --seed 0
 
 test: setup
-	$(BIN)/ruff check zoo plugins tests bench
+	$(BIN)/ruff check zoo plugins tests bench examples scripts
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] && exit 0 || exit $$rc
 	$(PY) bench/lesson6.py --smoke
 
