@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make demo   set everything up, train char-rnn on the offline corpus, sample from it
+#   make demo   set everything up, sample from the bundled char-rnn, train one on the offline corpus, sample it
 #   make test   set everything up, lint, run the tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
+	$(BIN)/zoo list
+	$(BIN)/zoo sample char-rnn --prompt "for thos" --length 300 --seed 0
 	rm -rf runs/demo
 	$(BIN)/zoo train char-rnn --data pydoc-topics --epochs 1 --out runs/demo
 	$(BIN)/zoo sample runs/demo --prompt "The " --length 300 --seed 0
