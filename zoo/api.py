@@ -164,7 +164,7 @@ def train(
     quiet: bool = False,
     callbacks: list[Any] | None = None,
     options: dict[str, Any] | None = None,
-) -> LoadedModel:
+) -> LoadedModel | tasks.TaskModel:
     """Train `name` with its recipe (or continue the run in `resume`); returns the trained model.
 
     `options` are the model's own training options (`spec.train_options`, e.g. linreg-sgd's
@@ -299,7 +299,7 @@ def _fit(
     return loaded
 
 
-def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks) -> LoadedModel:
+def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks) -> LoadedModel | tasks.TaskModel:
     config = read_config(run_dir)
     if config.get("task", "char-lm") != "char-lm":
         return tasks.resume(
@@ -359,7 +359,7 @@ def _spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
     return models[name]
 
 
-def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel:
+def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel | tasks.TaskModel:
     """A trained model, from the first of: a run directory, weights pulled from the Hub, bundled weights."""
     from zoo import hub
 
@@ -378,7 +378,7 @@ def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel:
     raise ZooError(f"no trained weights for {spec.name!r}: train them with `zoo train {spec.name}` and pass the run directory")
 
 
-def load_dir(path: Path, device: str = "cpu") -> LoadedModel:
+def load_dir(path: Path, device: str = "cpu") -> LoadedModel | tasks.TaskModel:
     config = read_config(path)
     if config.get("task", "char-lm") != "char-lm":
         return tasks.load_dir(path, config, device)  # a zoo.tasks.TaskModel

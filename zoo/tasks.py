@@ -25,7 +25,8 @@ deviations: `config.json["columns"]`), encoded to tensors and batched (`TableBat
 x is a tensor, or a tuple (categorical ids, continuous) for "tabular-regression"). The
 builder is called as `builder(**build_kwargs(columns), **hparams)`. A spec may name a `fit`
 function that trains instead of zoo's Trainer (linreg-sgd's hand-written loops); it gets a
-`FitContext` and returns the history.
+`FitContext` and returns the history. If that function has an attribute `validate_options`
+(a callable taking the resolved training options), it is called before anything is written.
 """
 
 from __future__ import annotations
@@ -411,12 +412,14 @@ def train(
     max_seconds: float | None = None,
 ) -> TaskModel:
     """zoo.api.train for the table tasks: the same options, the same run directory."""
-    from zoo import __version__, api
+    from zoo import __version__, api, distributed
     from zoo.checkpoint import CONFIG_FORMAT, atomic_write_json
     from zoo.model import build, count_params, parse_overrides, resolve_device
     from zoo.plugins import host
 
     task = table_task(spec)
+    if distributed.from_env().enabled:
+        raise ZooError(f"{spec.name} is a {spec.task} model: it trains in one process; run it without torchrun")
     hparams = parse_overrides(spec, list(overrides))
     resolved = check_options(spec, options)
     lrs = api.epoch_lrs(spec, epochs, lr)
@@ -426,6 +429,9 @@ def train(
     if max_steps is not None and max_steps < 1:
         raise ZooError(f"--max-steps must be at least 1, got {max_steps}")
     split = split or spec.split
+    fit = _fit_function(spec)
+    if callable(getattr(fit, "validate_options", None)):  # refuse bad options before a run directory exists
+        fit.validate_options(resolved)
     dev = resolve_device(device)
     table = load_table(data, spec.dataset)
     prepared = prepare(task, table, split, batch_size)
@@ -478,20 +484,20 @@ def train(
         median = prepared.columns["target"]["median"]
         y_val = table.columns[table.target][prepared.val_rows]
         ctx.say(f"predicting the training median ({median:g}) for every row: validation MAPE {mape(median, y_val):.4f}")
-    return _fit(spec, ctx)
+    return _fit(fit, ctx)
 
 
-def _fit(spec: ModelSpec, ctx: FitContext) -> TaskModel:
+def _fit(fit: Any, ctx: FitContext) -> TaskModel:
     from zoo.checkpoint import atomic_write_json, save_weights
 
     try:
-        history = _fit_function(spec)(ctx)
+        history = fit(ctx)
         save_weights(ctx.out_dir / "model.safetensors", ctx.model)
         if history:
             atomic_write_json(ctx.out_dir / "training.json", {"history": history})
     except OSError as exc:
         raise ZooError(f"cannot write to {ctx.out_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
-    return TaskModel(spec, ctx.model, ctx.config, ctx.out_dir)
+    return TaskModel(ctx.spec, ctx.model, ctx.config, ctx.out_dir)
 
 
 def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, table: Table) -> dict[str, Any]:
@@ -506,13 +512,13 @@ def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, tab
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "versions": {"zoo": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "git_revision": api._git_revision(),
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
 def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_steps, quiet, callbacks, max_seconds=None) -> TaskModel:
     """zoo.api's --resume for the table tasks: the same data, split and encoding; the checkpoint's weights and optimizer."""
-    from zoo import api
+    from zoo import api, distributed
     from zoo.checkpoint import atomic_write_json, find_checkpoint, load_checkpoint, read_json
     from zoo.model import build, resolve_device
 
@@ -521,6 +527,8 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     if name is not None and name != spec.name:
         raise ZooError(f"{run_dir} is a run of {spec.name!r}, not {name!r}")
     task = table_task(spec)
+    if distributed.from_env().enabled:
+        raise ZooError(f"{spec.name} is a {spec.task} model: it trains in one process; run it without torchrun")
     options = record.get("options", {})
     ckpt = find_checkpoint(run_dir)
     lrs = list(options["epoch_lrs"])

@@ -82,12 +82,20 @@ def autograd_gradients(a: float, b: float, x: torch.Tensor, y: torch.Tensor) -> 
 # --- the three methods --------------------------------------------------------------------------------------
 
 
-def fit(ctx: Any) -> list[dict[str, float]]:
-    """linreg-sgd's fit (ModelSpec.fit): one of the lesson's three methods, then the pictures."""
-    method = ctx.options["method"]
-    animate = ctx.options.get("animate")
+def validate_options(options: dict[str, Any]) -> None:
+    """Called by zoo before the run directory is written."""
+    if options["method"] not in (*METHOD_DEFAULTS, "optim"):
+        raise ZooError(f"--method {options['method']}: unknown (known: manual, autograd, optim)")
+    animate = options.get("animate")
     if animate and not str(animate).lower().endswith(".gif"):
         raise ZooError(f"--animate {animate}: give a .gif path")
+
+
+def fit(ctx: Any) -> list[dict[str, float]]:
+    """linreg-sgd's fit (ModelSpec.fit): one of the lesson's three methods, then the pictures."""
+    validate_options(ctx.options)
+    method = ctx.options["method"]
+    animate = ctx.options.get("animate")
     x_trn, y_trn = (t.double() for t in ctx.data.train.all())
     x_val, y_val = (t.double() for t in ctx.data.val.all())
     x_trn, x_val = x_trn[:, 0], x_val[:, 0]
@@ -117,6 +125,9 @@ def fit(ctx: Any) -> list[dict[str, float]]:
         _plot_loss(loss_png, losses, f"linreg-sgd ({method})")
         ctx.say(f"animation: {gif}; loss curve: {loss_png}")
     return history
+
+
+fit.validate_options = validate_options
 
 
 def _ab(model: nn.Module) -> tuple[float, float]:
