@@ -293,6 +293,7 @@ def _fit(
     except OSError as exc:
         raise ZooError(f"cannot write to {out_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     finally:
+        trainer.net = trainer.model  # drop the DDP wrapper before its process group goes away
         distributed.teardown(trainer.dist)
     loaded = LoadedModel(spec, trainer.model, Vocab(config["vocab"]), config, out_dir)
     loaded.history = list(trainer.state.history)  # under torchrun, rank 0 may not have written training.json yet

@@ -56,6 +56,9 @@ def setup(d: Dist, device: torch.device) -> torch.device:
 
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
+        import gc
+
+        gc.collect()  # DDP's reducer must be gone before the process group it talks to
         dist.barrier()  # no rank leaves while another still talks to it
         dist.destroy_process_group()
 
