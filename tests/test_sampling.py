@@ -35,6 +35,36 @@ def test_state_carrying_sampler_equals_rerunning_the_window(name, temperature):
     assert fast == slow
 
 
+@pytest.mark.parametrize("name", ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"])
+def test_top_k_and_many_samples_at_once_equal_rerunning_the_window(name):
+    spec, model = model_for(name)
+    ctx = spec.batching.length
+    kwargs = dict(context=ctx, temperature=1.0, top_k=5, seed=7, num_samples=4)
+    fast = sample(model, VOCAB, "the qu", 60, **kwargs)
+    slow = sample_by_rerunning(model, VOCAB, "the qu", 60, every=spec.batching.targets == "every", **kwargs)
+    assert fast == slow
+    assert len(set(fast)) > 1  # each sample draws its own numbers
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_the_torch_loop_equals_rerunning_the_window(temperature):
+    """float64 weights (like a model on a GPU) take the torch loop with the fused form instead of the NumPy one."""
+    spec, model = model_for("char-rnn")
+    model = model.double()
+    kwargs = dict(context=8, temperature=temperature, top_k=None, seed=2, num_samples=2)
+    fast = sample(model, VOCAB, "jumps", 60, **kwargs)
+    slow = sample_by_rerunning(model, VOCAB, "jumps", 60, every=False, **kwargs)
+    assert fast == slow
+
+
+def test_length_zero_and_a_prompt_longer_than_the_window():
+    spec, model = model_for("char-rnn")
+    assert sample(model, VOCAB, "the", 0, context=8, num_samples=2) == ["", ""]
+    prompt = "the quick brown fox jumps"
+    fast = sample(model, VOCAB, prompt, 40, context=8, temperature=1.0, seed=9)[0]
+    assert fast == sample_by_rerunning(model, VOCAB, prompt, 40, context=8, every=False, temperature=1.0, top_k=None, seed=9)
+
+
 def test_same_seed_same_text_other_seed_other_text():
     spec, model = model_for("char-rnn")
     a = sample(model, VOCAB, "the", 80, context=8, temperature=1.0, seed=1)

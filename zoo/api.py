@@ -272,7 +272,7 @@ def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, tex
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "versions": {"zoo": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "git_revision": _git_revision(),
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
