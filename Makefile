@@ -29,6 +29,7 @@ test: setup
 	$(BIN)/ruff check zoo plugins tests bench examples scripts
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] && exit 0 || exit $$rc
 	$(PY) bench/lesson6.py --smoke
+	$(PY) bench/perf.py --smoke
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
