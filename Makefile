@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
 demo: setup
@@ -30,6 +30,7 @@ test: setup
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] && exit 0 || exit $$rc
 	$(PY) bench/lesson6.py --smoke
 	$(PY) bench/perf.py --smoke
+	$(PY) bench/entity_embeddings.py --smoke
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
