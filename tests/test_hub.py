@@ -175,3 +175,10 @@ def test_the_token_never_reaches_outputs_or_files(hub, trained, tmp_path):
     assert hub.token not in pushed.stdout + pushed.stderr
     for content in hub.repo("alice/secret").files("main").values():
         assert hub.token.encode() not in content
+
+
+def test_an_unreachable_hub_is_one_line(trained, tmp_path):
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "h"), "HF_HUB_DISABLE_XET": "1"}
+    assert "cannot reach the Hub" in one_line_error(run_zoo("push", str(trained[0]), "--repo", "a/b", "--token", "t", env=env))
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    assert "pushing needs the Hub" in one_line_error(run_zoo("push", str(trained[0]), "--repo", "a/b", "--token", "t", env=offline))

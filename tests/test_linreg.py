@@ -98,3 +98,11 @@ def test_zoo_list_and_info_show_both_new_models():
     assert listed["entity-embeddings"]["task"] == "tabular-regression" and listed["entity-embeddings"]["dataset"] == "txhousing"
     info = run_zoo("info", "linreg-sgd").stdout
     assert "training options" in info and "method='optim'" in info
+
+
+@pytest.mark.parametrize("method", ["manual", "autograd"])
+def test_a_diverging_hand_fit_fails_like_the_trainer_does(method, tmp_path):
+    proc = run_zoo("train", "linreg-sgd", "--method", method, "--lr", "10", "--out", str(tmp_path / method))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "Warning" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]  # after the progress table: the error
+    assert line.startswith("zoo: error:") and "diverged" in line and "--lr" in line

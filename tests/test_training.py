@@ -182,3 +182,16 @@ def test_a_directory_is_not_a_corpus(tmp_path):
 def test_api_errors_are_zoo_errors(small_corpus):
     with pytest.raises(ZooError, match="did you mean"):
         zoo.train("char-rn", data=str(small_corpus))
+
+
+def test_resume_refuses_options_it_cannot_honour(small_corpus, tmp_path):
+    out = tmp_path / "r"
+    first = run_zoo("train", "char-rnn", "--data", str(small_corpus), "--max-steps", "4", "--out", str(out), *SMALL)
+    assert first.returncode == 0, first.stderr
+    assert "stopped at epoch 1, batch 4 (trn_loss so far" in first.stdout
+    for extra, flag in ((["--lr", "0.1"], "--lr"), (["--set", "n_hidden=3"], "--set"), (["--data", str(small_corpus)], "--data")):
+        line = one_line_error(run_zoo("train", "--resume", str(out), *extra))
+        assert line.startswith(f"zoo: error: {flag}: a resumed run keeps the options it started with")
+    assert "already trained 4 batches" in one_line_error(run_zoo("train", "--resume", str(out), "--max-steps", "3"))
+    more = run_zoo("--threads", "1", "train", "--resume", str(out), "--max-steps", "6")
+    assert more.returncode == 0 and "batch 6" in more.stdout, more.stderr

@@ -45,6 +45,7 @@ class LoadedModel:
         self.config = config
         self.path = path
         self.history: list[dict[str, float]] = []
+        self.partial: dict[str, float] | None = None  # where a run stopped mid-epoch, if it did
         if path is not None and (path / "training.json").exists():
             self.history = read_json(path / "training.json").get("history", [])
 
@@ -297,6 +298,9 @@ def _fit(
         distributed.teardown(trainer.dist)
     loaded = LoadedModel(spec, trainer.model, Vocab(config["vocab"]), config, out_dir)
     loaded.history = list(trainer.state.history)  # under torchrun, rank 0 may not have written training.json yet
+    st = trainer.state
+    if st.step:  # stopped mid-epoch (a step or time limit)
+        loaded.partial = {"epoch": st.epoch + 1, "step": st.step, "trn_loss": st.loss_sum / max(1, st.rows)}
     return loaded
 
 
@@ -330,12 +334,13 @@ def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quie
     seed = options["seed"]
     trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, options.get("amp", True), quiet, callbacks, d)
     state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
-    for key in ("epoch", "step", "global_step", "loss_sum", "rows", "history"):
-        setattr(trainer.state, key, state[key])
+    trainer.state.restore(state)
     if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows
         trainer.carried = distributed.shard_rows(d, tuple(t.to(dev) for t in state["carried"]))
     if trainer.state.epoch >= len(lrs):
         raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
+    if max_steps is not None and max_steps <= trainer.state.global_step:
+        raise ZooError(f"{run_dir} has already trained {trainer.state.global_step} batches; --max-steps counts them all, so ask for more")
     options["epoch_lrs"] = lrs
     try:
         if d.main:

@@ -42,7 +42,11 @@ class ZooGroup(click.Group):
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="zoo")
-def cli() -> None:
+@click.option(
+    "--threads", type=int, callback=lambda c, p, v: _positive(c, p, v), metavar="N",
+    help="CPU threads for torch (default: all cores). On a busy machine, 1 is often much faster.",
+)  # fmt: skip
+def cli(threads: int | None) -> None:
     """zoo - the models of fast.ai's Lesson 6, "RNNs from scratch", as a plugin-based model zoo.
 
     \b
@@ -51,6 +55,12 @@ def cli() -> None:
       zoo train char-rnn                train one with the lesson's recipe
       zoo sample runs/char-rnn --prompt "for thos"
     """
+    if threads:
+        import os
+
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # read when torch is imported, which no command has done yet
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
 
 
 @cli.command("list")
@@ -216,7 +226,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option(
     "--split", type=click.Choice(["random", "tail"]), help="Validation rows: the lesson's random 20%, or the last 20% of the text."
 )
-@click.option("--max-steps", type=int, callback=_positive, help="Stop after this many batches (with a checkpoint).")
+@click.option("--max-steps", type=int, callback=_positive, help="Stop once this many batches are done in all, a resumed run's included.")
 @click.option(
     "--budget", "max_seconds", type=float, callback=_positive, help="Stop after this many seconds of training (with a checkpoint)."
 )
@@ -235,9 +245,11 @@ def train(name: str | None, **options: Any) -> None:
     own = set(inspect.signature(api.train).parameters)
     extra = {k: options.pop(k) for k in list(options) if k not in own}
     if options["resume"]:
-        given = [k for k, v in extra.items() if v is not None]
+        fixed = ("lr", "batch_size", "data", "seed", "out", "overrides", "split")  # what --resume cannot change
+        given = [k for k, v in extra.items() if v is not None] + [k for k in fixed if options.get(k) not in (None, (), 0)]
         if given:
-            raise ZooError(f"--{given[0].replace('_', '-')}: a resumed run keeps the options it started with")
+            flag = "--set" if given[0] == "overrides" else f"--{given[0].replace('_', '-')}"
+            raise ZooError(f"{flag}: a resumed run keeps the options it started with (only --epochs, --max-steps, --budget, --device)")
         keep = {k: options[k] for k in ("epochs", "device", "max_steps", "max_seconds", "quiet")}
         m = api.train(name, resume=options["resume"], **keep)
     else:
@@ -246,6 +258,13 @@ def train(name: str | None, **options: Any) -> None:
     from zoo import distributed
 
     if not distributed.from_env().main:  # under torchrun only rank 0 reports
+        return
+    partial = getattr(m, "partial", None)
+    if partial:  # stopped mid-epoch by --max-steps or --budget: show where, and the loss so far
+        click.echo(
+            f"{m.name}: stopped at epoch {partial['epoch']}, batch {partial['step']} (trn_loss so far {partial['trn_loss']:.4f}); "
+            f"continue with zoo train --resume {m.path}"
+        )
         return
     if m.history and callable(getattr(m, "report", None)):  # a table model says what it reached in its own terms
         click.echo(m.report())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,12 +35,15 @@ class Entry:
     curve: list[tuple[float, float]]  # (training seconds so far, held-out loss)
 
 
-def _epochs_done(m: api.LoadedModel) -> float:
-    state = read_json(m.path / "checkpoint" / "state.json")
-    steps_per_epoch = max(1, state["global_step"] - state["step"]) / max(1, state["epoch"]) if state["epoch"] else None
-    if steps_per_epoch is None:
-        return 0.0
-    return state["global_step"] / steps_per_epoch
+def _progress(m: api.LoadedModel) -> tuple[float, float | None, float | None]:
+    """Epochs done (fractional), seconds per epoch and items per second, from the run's checkpoint."""
+    st = read_json(m.path / "checkpoint" / "state.json")
+    per_epoch = st.get("steps_per_epoch") or 0
+    epochs = st["global_step"] / per_epoch if per_epoch else float(st["epoch"])
+    seconds = st.get("trained_seconds") or 0.0
+    s_per_epoch = seconds / epochs if epochs and seconds else None
+    rate = st.get("trained_items", 0) / seconds if seconds else None
+    return epochs, s_per_epoch, rate
 
 
 def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool) -> Entry:
@@ -71,19 +75,20 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
     if m is None:
         m = api.load(out)
     result = m.evaluate(data=data, split="tail")
-    hist = m.history
+    epochs_done, s_per_epoch, rate = _progress(m)
     entry = Entry(
         model=name,
         params=m.num_params,
-        epochs_done=round(_epochs_done(m), 2),
-        s_per_epoch=sum(h["seconds"] for h in hist) / len(hist) if hist else None,
-        chars_per_s=sum(h["chars_per_s"] for h in hist) / len(hist) if hist else None,
+        epochs_done=round(epochs_done, 2),
+        s_per_epoch=s_per_epoch,
+        chars_per_s=rate,
         val_loss=result["val_loss"],
         val_bpc=result["val_bpc"],
         reference=spec.reference.final_val if spec.reference else None,
         curve=[list(p) for p in curve],
     )
     atomic_write_json(done, {"budget": budget, "data": data, "entry": asdict(entry)})
+    print(f"compare: {name} done: held-out {entry.val_loss:.4f} nats/char after {entry.epochs_done:.2f} epochs", file=sys.stderr)
     return entry
 
 
@@ -110,7 +115,7 @@ def table(entries: list[Entry]) -> str:
     def f(v: float | None, fmt: str) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    cols = ("params", "epochs", "s/epoch", "chars/s", "held-out", "bits/char", "reference")
+    cols = ("params", "epochs", "s/epoch", "chars/s", "nats/char", "bits/char", "reference")
     head = f"{'#':>2}  {'model':<18} {cols[0]:>10} {cols[1]:>7} {cols[2]:>8} " + " ".join(f"{c:>9}" for c in cols[3:])
     rows = [head, "-" * len(head)]
     for i, e in enumerate(entries, 1):

@@ -34,6 +34,10 @@ def _hub_error(exc: Exception, what: str) -> ZooError:
     )
 
     # before EntryNotFoundError: LocalEntryNotFoundError is one of them
+    if isinstance(exc, OfflineModeIsEnabled) and what.startswith("push"):
+        return ZooError(f"{what}: HF_HUB_OFFLINE=1 is set, and pushing needs the Hub")
+    if _is_connection_error(exc):
+        return ZooError(f"{what}: cannot reach the Hub ({type(exc).__name__}); check the network or HF_ENDPOINT")
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         return ZooError(f"{what}: not in the local Hub cache and the Hub cannot be reached (HF_HUB_OFFLINE or no network)")
     if isinstance(exc, RepositoryNotFoundError):
@@ -50,6 +54,12 @@ def _hub_error(exc: Exception, what: str) -> ZooError:
             return ZooError(f"{what}: this token may not write there (403 Forbidden)")
         return ZooError(f"{what}: the Hub answered {status}")
     return ZooError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """huggingface_hub lets its HTTP client's connection errors through (httpx's are not OSError)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError", "ConnectionError"})
 
 
 def _stage(model_dir: Path, repo_id: str, license: str) -> Path:
@@ -100,7 +110,9 @@ def push(
             revision=branch,
             commit_message=message or f"zoo push {config['model']}",
         )
-    except (HfHubHTTPError, OSError, ValueError) as exc:
+    except Exception as exc:  # one line for every way the Hub or the network can say no
+        if not isinstance(exc, (HfHubHTTPError, OSError, ValueError)) and not _is_connection_error(exc):
+            raise
         raise _hub_error(exc, f"push to {repo_id}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -137,7 +149,10 @@ def pull(name: str, revision: str | None = None, *, local_only: bool = False) ->
         rev, repo, patterns, what = revision, name, list(PUBLISHED_FILES), name
     try:
         folder = Path(snapshot_download(repo, revision=rev, allow_patterns=patterns, local_files_only=local_only))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError, ValueError) as exc:
+    except Exception as exc:
+        known = (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError, ValueError)
+        if not isinstance(exc, known) and not _is_connection_error(exc):
+            raise
         raise _hub_error(exc, f"pull {what}") from None
     if entry is None:
         if not local_only:

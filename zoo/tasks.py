@@ -548,8 +548,7 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     )  # fmt: skip
     trainer = ctx.trainer()
     state = load_checkpoint(ckpt, trainer.model, trainer.opt)
-    for key in ("epoch", "step", "global_step", "loss_sum", "rows", "history"):
-        setattr(trainer.state, key, state[key])
+    trainer.state.restore(state)
     if trainer.state.epoch >= len(lrs):
         raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
     options["epoch_lrs"] = lrs

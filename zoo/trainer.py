@@ -56,9 +56,19 @@ class TrainState:
     loss_sum: float = 0.0  # of the current epoch so far, weighted by rows
     rows: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    trained_seconds: float = 0.0  # in training loops, over the whole run (for s/epoch and chars/s of partial runs)
+    trained_items: int = 0  # characters (or rows) trained on, over the whole run
+    steps_per_epoch: int = 0
+
+    FIELDS = ("epoch", "step", "global_step", "loss_sum", "rows", "history", "trained_seconds", "trained_items", "steps_per_epoch")
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("epoch", "step", "global_step", "loss_sum", "rows", "history")}
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        for key in self.FIELDS:
+            if key in saved:  # checkpoints from before a field existed lack it
+                setattr(self, key, saved[key])
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -266,6 +276,7 @@ class Trainer:
         bar = Progress(n_batches, desc=f"epoch {st.epoch + 1}/{len(self.epoch_lrs)}")
         bar.enabled = bar.enabled and not self.quiet
         bar.done = st.step
+        st.steps_per_epoch = n_batches
         t0 = time.perf_counter()
         chars = 0
         if st.step == 0:
@@ -286,14 +297,17 @@ class Trainer:
             st.rows += y.shape[0]
             st.step += 1
             st.global_step += 1
+            st.trained_items += self.task.count(x, y)
             chars += self.task.count(x, y)
             rate = chars / max(1e-9, time.perf_counter() - t0)
             bar.update(1, loss=f"{st.loss_sum / st.rows:.3f}", rate=f"{rate / 1000:.0f}k {self.task.unit}/s")
             if st.step < n_batches and self._limit_reached():
                 bar.close()
+                st.trained_seconds += time.perf_counter() - t0
                 return False
         bar.close()
         seconds = time.perf_counter() - t0
+        st.trained_seconds += seconds
         val = self.task.evaluate(self.model, self.val_batches, self.device, self.amp)  # val_loss and the task's metrics
         rate_key = f"{self.task.unit}_per_s"  # chars_per_s for a char model
         loss_sum, rows, chars = distributed.all_sum(self.dist, [st.loss_sum, st.rows, chars], self.device)

@@ -17,6 +17,7 @@ Defaults (every step of "manual" and "autograd" sees all the training rows: one 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -111,7 +112,10 @@ def fit(ctx: Any) -> list[dict[str, float]]:
         if ctx.given.get("max_steps"):
             steps = min(steps, ctx.given["max_steps"])
         loop = _manual if method == "manual" else _autograd
-        history, path, losses = loop(ctx, x_trn, y_trn, x_val, y_val, lr, steps)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging fit is reported below, not warned about
+            history, path, losses = loop(ctx, x_trn, y_trn, x_val, y_val, lr, steps)
+        if not all(math.isfinite(v) for v in path[-1]):  # as the trainer does for --method optim
+            raise ZooError(f"the fit diverged (a, b became {path[-1][0]}, {path[-1][1]}) at lr {lr:g}; try a lower --lr")
         with torch.no_grad():
             ctx.model.a.fill_(path[-1][0])
             ctx.model.b.fill_(path[-1][1])
