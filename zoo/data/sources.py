@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -19,7 +20,10 @@ from pathlib import Path
 from zoo.errors import ZooError
 from zoo.progress import Progress
 
-OFFLINE_HINT = "pass --data FILE with a text file you have, or --data pydoc-topics for the offline corpus"
+OFFLINE_HINT = (
+    "pass --data FILE with a copy of the text, or set ZOO_DATASET_MIRROR=file:///DIR for a folder that holds it; "
+    "to train without it, --data pydoc-topics is the offline corpus"
+)
 
 
 def cache_dir() -> Path:
@@ -107,6 +111,7 @@ class DownloadedText:
             if sha256_file(path) == self.sha256:
                 return path
             path.unlink()  # a bad cached copy is never used; fetch it again
+            print(f"zoo: warning: the cached {path} failed its sha256 check and was deleted", file=sys.stderr)
         if os.environ.get("ZOO_OFFLINE") == "1":
             raise ZooError(f"dataset {self.name!r} is not cached and ZOO_OFFLINE=1; {OFFLINE_HINT}")
         path.parent.mkdir(parents=True, exist_ok=True)
