@@ -140,7 +140,7 @@ def plot(entries: list[Entry], path: Path, budget: float) -> None:
     for e in entries:
         xs, ys = zip(*e.curve) if e.curve else ((), ())
         ax.plot(xs, ys, "o-", label=f"{e.model} ({e.val_loss:.3f})")
-    ax.set_xlabel("wall time spent training and evaluating (s)")
+    ax.set_xlabel("wall time spent training (s), evaluation not counted")
     ax.set_ylabel("held-out loss, last 20% (nats/char)")
     ax.set_title(f"zoo compare: {budget:g} s per model")
     ax.grid(alpha=0.3)
