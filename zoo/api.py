@@ -219,16 +219,8 @@ def train(
     if taken:
         raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
     config = {
-        "format": CONFIG_FORMAT,
-        "model": spec.name,
-        "plugin": spec.plugin,
-        "plugin_version": host().infos.get(spec.plugin).version if spec.plugin in host().infos else "",
-        "zoo_version": __version__,
-        "task": spec.task,
-        "hparams": hparams,
+        **base_config(spec, hparams, split, data_id),
         "batching": dataclasses.asdict(spec.batching),
-        "split": split,
-        "data": data_id,
         "vocab": vocab.chars,
     }
     options = {
@@ -261,6 +253,22 @@ def train(
         )
     trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d)
     return _fit(trainer, spec, config, out_dir, max_steps, max_seconds)
+
+
+def base_config(spec: ModelSpec, hparams: dict[str, Any], split: str, data_id: str) -> dict[str, Any]:
+    """The part of config.json every task writes: what the model is, where it came from, what it saw."""
+    info = host().infos.get(spec.plugin)
+    return {
+        "format": CONFIG_FORMAT,
+        "model": spec.name,
+        "plugin": spec.plugin,
+        "plugin_version": info.version if info else "",
+        "zoo_version": __version__,
+        "task": spec.task,
+        "hparams": hparams,
+        "split": split,
+        "data": data_id,
+    }
 
 
 def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, text: str) -> dict[str, Any]:

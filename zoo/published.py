@@ -162,13 +162,9 @@ def bundled_path(entry: PublishedWeights) -> Path | None:
 
 
 def sha256_of(path: Path) -> str:
-    import hashlib
+    from zoo.data.sources import sha256_file
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def mismatched_files(folder: Path, entry: PublishedWeights) -> list[str]:

@@ -412,10 +412,9 @@ def train(
     max_seconds: float | None = None,
 ) -> TaskModel:
     """zoo.api.train for the table tasks: the same options, the same run directory."""
-    from zoo import __version__, api, distributed
-    from zoo.checkpoint import CONFIG_FORMAT, atomic_write_json
+    from zoo import api, distributed
+    from zoo.checkpoint import atomic_write_json
     from zoo.model import build, count_params, parse_overrides, resolve_device
-    from zoo.plugins import host
 
     task = table_task(spec)
     if distributed.from_env().enabled:
@@ -440,18 +439,7 @@ def train(
     out_dir = Path(out) if out is not None else api._new_out_dir(spec.name)
     if (out_dir / "config.json").exists():
         raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
-    config = {
-        "format": CONFIG_FORMAT,
-        "model": spec.name,
-        "plugin": spec.plugin,
-        "plugin_version": host().infos.get(spec.plugin).version if spec.plugin in host().infos else "",
-        "zoo_version": __version__,
-        "task": spec.task,
-        "hparams": hparams,
-        "columns": prepared.columns,
-        "split": split,
-        "data": data_id,
-    }
+    config = {**api.base_config(spec, hparams, split, data_id), "columns": prepared.columns}
     run_options = {
         "epoch_lrs": lrs,
         "batch_size": batch_size,
