@@ -197,11 +197,7 @@ def train(
     tasks.check_options(spec, options)
     hparams = parse_overrides(spec, list(overrides))
     lrs = epoch_lrs(spec, epochs, lr)
-    batch_size = spec.batch_size if batch_size is None else batch_size
-    if batch_size < 1:
-        raise ZooError(f"--batch-size must be at least 1, got {batch_size}")
-    if max_steps is not None and max_steps < 1:
-        raise ZooError(f"--max-steps must be at least 1, got {max_steps}")
+    batch_size = check_sizes(spec, batch_size, max_steps)
     split = split or spec.split
     if split not in SPLITS:
         raise ZooError(f"--split {split}: unknown (known: {', '.join(SPLITS)})")
@@ -213,11 +209,7 @@ def train(
     vocab = Vocab.from_text(text)
     data_id = str(Path(source.path).resolve()) if hasattr(source, "path") else source.name
 
-    out_dir = Path(out) if out is not None else _new_out_dir(spec.name)
-    # rank 0 decides, before any rank writes, so that every rank sees the same answer
-    out_dir, taken = distributed.broadcast(d, (out_dir, (out_dir / "config.json").exists()))
-    if taken:
-        raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
+    out_dir = claim_out_dir(spec, out, d)
     config = {
         **base_config(spec, hparams, split, data_id),
         "batching": dataclasses.asdict(spec.batching),
@@ -237,13 +229,8 @@ def train(
     torch.manual_seed(seed)
     model = build(spec, len(vocab), hparams)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split)
-    try:
-        if d.main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(out_dir / "config.json", config)
-            atomic_write_json(out_dir / "run.json", _run_record(spec, options, dev, text))
-    except OSError as exc:
-        raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
+    if d.main:
+        start_run(out_dir, config, run_record(spec, options, dev, hashlib.sha256(text.encode("utf-8")).hexdigest()))
     if not quiet:
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
@@ -271,12 +258,43 @@ def base_config(spec: ModelSpec, hparams: dict[str, Any], split: str, data_id: s
     }
 
 
-def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, text: str) -> dict[str, Any]:
+def check_sizes(spec: ModelSpec, batch_size: int | None, max_steps: int | None) -> int:
+    """The batch size to use (the spec's unless given); a size or step limit below 1 is an error."""
+    batch_size = spec.batch_size if batch_size is None else batch_size
+    if batch_size < 1:
+        raise ZooError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_steps is not None and max_steps < 1:
+        raise ZooError(f"--max-steps must be at least 1, got {max_steps}")
+    return batch_size
+
+
+def claim_out_dir(spec: ModelSpec, out: str | Path | None, d: distributed.Dist = distributed.SINGLE) -> Path:
+    """The new run's directory: `out`, or runs/NAME, runs/NAME-2, …; never one that already holds a run."""
+    out_dir = Path(out) if out is not None else _new_out_dir(spec.name)
+    # rank 0 decides, before any rank writes, so that every rank sees the same answer
+    out_dir, taken = distributed.broadcast(d, (out_dir, (out_dir / "config.json").exists()))
+    if taken:
+        raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
+    return out_dir
+
+
+def start_run(out_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> None:
+    """Create the run directory with its config.json and run.json."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "config.json", config)
+        atomic_write_json(out_dir / "run.json", record)
+    except OSError as exc:
+        raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
+
+
+def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data_sha256: str) -> dict[str, Any]:
+    """run.json: how the run was made (the command, resolved options, data hash, versions, device, git revision)."""
     return {
         "model": spec.name,
         "command": " ".join(["zoo", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("zoo", "__main__.py") else None,
         "options": options,
-        "data_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "data_sha256": data_sha256,
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "versions": {"zoo": __version__, "torch": torch.__version__, "python": platform.python_version()},

@@ -55,15 +55,20 @@ class CharLM(Protocol):
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]: ...
 
 
-def import_builder(spec: ModelSpec) -> Any:
-    module_name, _, attr = spec.builder.partition(":")
+def import_object(ref: str, owner: str, what: str) -> Any:
+    """The object a registered "module:attribute" string names (only ever a spec's, never a downloaded file's)."""
+    module_name, _, attr = ref.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise ZooError(f"model {spec.name!r}: cannot import its builder {spec.builder!r} ({exc})") from None
+        raise ZooError(f"{owner}: cannot import its {what} {ref!r} ({exc})") from None
     return obj
+
+
+def import_builder(spec: ModelSpec) -> Any:
+    return import_object(spec.builder, f"model {spec.name!r}", "builder")
 
 
 def build(spec: ModelSpec, vocab_size: int | None, hparams: dict[str, Any] | None = None, **data: Any) -> nn.Module:

@@ -31,9 +31,7 @@ function that trains instead of zoo's Trainer (linreg-sgd's hand-written loops);
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
-import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,16 +378,10 @@ def _fit_function(spec: ModelSpec) -> Any:
     """The spec's `fit` ("module:function"), imported when training starts; zoo's Trainer if it names none."""
     if not spec.fit:
         return _default_fit
-    import importlib
 
-    module_name, _, attr = spec.fit.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ZooError(f"model {spec.name!r}: cannot import its fit function {spec.fit!r} ({exc})") from None
-    return obj
+    from zoo.model import import_object
+
+    return import_object(spec.fit, f"model {spec.name!r}", "fit function")
 
 
 def train(
@@ -413,7 +405,6 @@ def train(
 ) -> TaskModel:
     """zoo.api.train for the table tasks: the same options, the same run directory."""
     from zoo import api, distributed
-    from zoo.checkpoint import atomic_write_json
     from zoo.model import build, count_params, parse_overrides, resolve_device
 
     task = table_task(spec)
@@ -422,11 +413,7 @@ def train(
     hparams = parse_overrides(spec, list(overrides))
     resolved = check_options(spec, options)
     lrs = api.epoch_lrs(spec, epochs, lr)
-    batch_size = spec.batch_size if batch_size is None else batch_size
-    if batch_size < 1:
-        raise ZooError(f"--batch-size must be at least 1, got {batch_size}")
-    if max_steps is not None and max_steps < 1:
-        raise ZooError(f"--max-steps must be at least 1, got {max_steps}")
+    batch_size = api.check_sizes(spec, batch_size, max_steps)
     split = split or spec.split
     fit = _fit_function(spec)
     if callable(getattr(fit, "validate_options", None)):  # refuse bad options before a run directory exists
@@ -436,9 +423,7 @@ def train(
     prepared = prepare(task, table, split, batch_size)
     data_id = str(Path(data).expanduser().resolve()) if data is not None and Path(data).expanduser().exists() else table.name
 
-    out_dir = Path(out) if out is not None else api._new_out_dir(spec.name)
-    if (out_dir / "config.json").exists():
-        raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
+    out_dir = api.claim_out_dir(spec, out)
     config = {**api.base_config(spec, hparams, split, data_id), "columns": prepared.columns}
     run_options = {
         "epoch_lrs": lrs,
@@ -453,12 +438,7 @@ def train(
     }
     torch.manual_seed(seed)
     model = build(spec, None, hparams, **task.build_kwargs(prepared.columns))
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "config.json", config)
-        atomic_write_json(out_dir / "run.json", _run_record(spec, run_options, dev, table))
-    except OSError as exc:
-        raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
+    api.start_run(out_dir, config, api.run_record(spec, run_options, dev, table.sha256))
     ctx = FitContext(
         spec, task, model, prepared, lrs, seed, dev, out_dir, config, resolved,
         given={"epochs": epochs, "lr": lr, "max_steps": max_steps, "max_seconds": max_seconds}, amp=amp, quiet=quiet, callbacks=callbacks,
@@ -486,22 +466,6 @@ def _fit(fit: Any, ctx: FitContext) -> TaskModel:
     except OSError as exc:
         raise ZooError(f"cannot write to {ctx.out_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     return TaskModel(ctx.spec, ctx.model, ctx.config, ctx.out_dir)
-
-
-def _run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, table: Table) -> dict[str, Any]:
-    from zoo import __version__, api
-
-    return {
-        "model": spec.name,
-        "command": " ".join(["zoo", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("zoo", "__main__.py") else None,
-        "options": options,
-        "data_sha256": table.sha256,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
-        "versions": {"zoo": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "git_revision": api._git_revision(),
-        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
 
 
 def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_steps, quiet, callbacks, max_seconds=None) -> TaskModel:
