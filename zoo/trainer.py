@@ -297,8 +297,9 @@ class Trainer:
             st.rows += y.shape[0]
             st.step += 1
             st.global_step += 1
-            st.trained_items += self.task.count(x, y)
-            chars += self.task.count(x, y)
+            items = self.task.count(x, y)
+            st.trained_items += items
+            chars += items
             rate = chars / max(1e-9, time.perf_counter() - t0)
             bar.update(1, loss=f"{st.loss_sum / st.rows:.3f}", rate=f"{rate / 1000:.0f}k {self.task.unit}/s")
             if st.step < n_batches and self._limit_reached():
