@@ -2,7 +2,8 @@
 
 For each model (zoo first, then plain, so machine noise hits both alike):
   zoo    `zoo.train(name, data=..., seed=...)`, the recipe from the model's spec;
-  plain  the same architecture class from zoo_lesson6.models, trained by the simple loop
+  plain  the same architecture as the lesson wrote it (bench/plain_models.py; same
+         parameters, so the same seed gives the same initial weights), trained by the simple loop
          below: the lesson's windows and targets materialised as tensors, a random 20% of
          the rows held out, torch.randperm each epoch, minibatches of 512 gathered by
          indexing, Adam, F.cross_entropy, loss.item() every step.
@@ -38,13 +39,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from plain_models import plain_model
 from torch import nn
-from zoo_lesson6 import models as lesson_models
 
 import zoo
 from zoo import registry
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
+from zoo.model import build
 from zoo.spec import ModelSpec
 
 TOLERANCE = 0.03  # nats/char above the lesson's figure
@@ -197,9 +199,9 @@ def is_lesson_model(spec: ModelSpec) -> bool:
 
 
 def lesson_model(spec: ModelSpec, vocab_size: int) -> nn.Module:
-    """The spec's architecture, imported straight from zoo_lesson6.models."""
+    """The spec's architecture as the lesson wrote it (bench/plain_models.py), for the plain loop."""
     assert is_lesson_model(spec), f"{spec.name}: not a lesson model ({spec.builder})"
-    return getattr(lesson_models, spec.builder.partition(":")[2])(vocab_size=vocab_size, **spec.hparams)
+    return plain_model(spec.builder.partition(":")[2], vocab_size=vocab_size, **spec.hparams)
 
 
 @torch.no_grad()
@@ -215,15 +217,15 @@ def plain_val_loss(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, batch_s
 def warm_up(specs: list[ModelSpec], vocab_size: int = 85, steps: int = 3) -> None:
     """A few steps of each architecture on random data, so the first model timed does not pay torch's start-up costs."""
     for spec in specs:
-        model = lesson_model(spec, vocab_size)
-        opt = torch.optim.Adam(model.parameters())
-        x = torch.randint(vocab_size, (BATCH_SIZE, spec.batching.length))
-        for _ in range(steps):
-            logits = model(x)
-            loss = F.cross_entropy(logits.reshape(-1, vocab_size), torch.zeros(logits.numel() // vocab_size, dtype=torch.long))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        for model in (lesson_model(spec, vocab_size), build(spec, vocab_size)):  # both sides: plain and zoo
+            opt = torch.optim.Adam(model.parameters())
+            x = torch.randint(vocab_size, (BATCH_SIZE, spec.batching.length))
+            for _ in range(steps):
+                logits = model(x)
+                loss = F.cross_entropy(logits.reshape(-1, vocab_size), torch.zeros(logits.numel() // vocab_size, dtype=torch.long))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
 
 
 # ---------------------------------------------------------------------------------------

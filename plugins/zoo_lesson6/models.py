@@ -5,6 +5,13 @@ Every model embeds characters into `n_fac` dimensions, keeps a hidden state of
 log-probabilities; cross-entropy on logits is the same loss). Inputs are batch-first:
 x[:, t] is the t-th character of every row.
 
+Each model's `lesson_forward` is the lesson's code. `forward` computes the same function
+faster for training (see `zoo.recurrence`): the embedding and input layers collapse into a
+[vocab, hidden] table looked up per character (exact algebra: nothing between them is
+nonlinear, or the nonlinearity acts on the table's rows), and the recurrence runs in one
+autograd function whose backward computes the weight gradients of all steps in one matrix
+product. A test checks both forms give the same outputs and gradients.
+
 Each model also has `init_state(batch)` and `step(x, h)`, which advance the hidden state
 by one character; the sampler uses them instead of re-running a whole window.
 """
@@ -16,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.model import FusedRnn
+from zoo.recurrence import autocast_inputs, elman, relu_tanh
 
 
 class _Recurrent(nn.Module):
@@ -46,10 +54,17 @@ class _AddedInput(_Recurrent):
     l_in: nn.Linear
     l_hidden: nn.Linear
 
+    def input_table(self) -> torch.Tensor:
+        """Row c is W_h relu(W_in e(c)) + b_h: what character c adds to W_h h inside the tanh."""
+        return self.l_hidden(F.relu(self.l_in(self.e.weight)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table, w_hh = autocast_inputs(self.input_table(), self.l_hidden.weight)
+        return self.l_out(elman(table, x.t(), w_hh, last_only=True))
+
     @torch.no_grad()
     def fused(self) -> FusedRnn:
-        table = self.l_hidden(F.relu(self.l_in(self.e.weight)))
-        return FusedRnn(table, self.l_hidden.weight, self.l_out.weight, self.l_out.bias)
+        return FusedRnn(self.input_table(), self.l_hidden.weight, self.l_out.weight, self.l_out.bias)
 
 
 class _TorchRnn(_Recurrent):
@@ -58,11 +73,23 @@ class _TorchRnn(_Recurrent):
     e: nn.Embedding
     rnn: nn.RNN
 
+    def input_table(self) -> torch.Tensor:
+        r = self.rnn
+        return self.e.weight @ r.weight_ih_l0.T + r.bias_ih_l0 + r.bias_hh_l0
+
+    def hidden_states(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """The state after each character of x ([B, T]): [B, T, hidden]; with `last_only`, after the last, [B, hidden]."""
+        if x.is_cuda:  # cuDNN runs the whole recurrence in one kernel: faster than any loop here
+            hs = self.rnn(self.e(x), self.init_state(x.shape[0])[None])[0]
+            return hs[:, -1] if last_only else hs
+        table, w_hh = autocast_inputs(self.input_table(), self.rnn.weight_hh_l0)
+        hs = elman(table, x.t(), w_hh, act=self.rnn.nonlinearity, last_only=last_only)
+        return hs if last_only else hs.transpose(0, 1)
+
     @torch.no_grad()
     def fused(self) -> FusedRnn:
         r = self.rnn
-        table = self.e.weight @ r.weight_ih_l0.T + r.bias_ih_l0 + r.bias_hh_l0
-        return FusedRnn(table, r.weight_hh_l0, self.l_out.weight, self.l_out.bias, r.nonlinearity)
+        return FusedRnn(self.input_table(), r.weight_hh_l0, self.l_out.weight, self.l_out.bias, r.nonlinearity)
 
 
 class Char3Model(_AddedInput):
@@ -79,7 +106,7 @@ class Char3Model(_AddedInput):
     def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.l_hidden(h + F.relu(self.l_in(self.e(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def lesson_forward(self, x: torch.Tensor) -> torch.Tensor:
         c1, c2, c3 = x[:, 0], x[:, 1], x[:, 2]
         in1 = F.relu(self.l_in(self.e(c1)))
         in2 = F.relu(self.l_in(self.e(c2)))
@@ -105,7 +132,7 @@ class CharLoopModel(_AddedInput):
     def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.l_hidden(h + F.relu(self.l_in(self.e(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def lesson_forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.init_state(x.shape[0])
         for t in range(x.shape[1]):
             h = self.advance(x[:, t], h)
@@ -127,11 +154,18 @@ class CharLoopConcatModel(_Recurrent):
         inp = F.relu(self.l_in(torch.cat((h, self.e(x)), 1)))
         return torch.tanh(self.l_hidden(inp))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def lesson_forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.init_state(x.shape[0])
         for t in range(x.shape[1]):
             h = self.advance(x[:, t], h)
         return self.l_out(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # l_in(cat(h, e)) = W_in[:, :H] h + (W_in[:, H:] e + b_in): the second term is a table row.
+        w_h, w_e = self.l_in.weight[:, : self.n_hidden], self.l_in.weight[:, self.n_hidden :]
+        table = F.linear(self.e.weight, w_e, self.l_in.bias)
+        table, w_h, w_hid, b_hid = autocast_inputs(table, w_h, self.l_hidden.weight, self.l_hidden.bias)
+        return self.l_out(relu_tanh(table, x.t(), w_h, w_hid, b_hid, last_only=True))
 
 
 class CharRnn(_TorchRnn):
@@ -148,9 +182,12 @@ class CharRnn(_TorchRnn):
         _, h = self.rnn(self.e(x)[:, None], h[None])
         return h[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def lesson_forward(self, x: torch.Tensor) -> torch.Tensor:
         outp, _ = self.rnn(self.e(x), self.init_state(x.shape[0])[None])
         return self.l_out(outp[:, -1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l_out(self.hidden_states(x, last_only=True))
 
 
 class CharSeqRnn(_TorchRnn):
@@ -177,6 +214,13 @@ class CharSeqRnn(_TorchRnn):
         _, h = self.rnn(self.e(x)[:, None], h[None])
         return h[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def lesson_forward(self, x: torch.Tensor) -> torch.Tensor:
         outp, _ = self.rnn(self.e(x), self.init_state(x.shape[0])[None])
         return self.l_out(outp)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            return self.l_out(self.hidden_states(x))
+        table, w_hh = autocast_inputs(self.input_table(), self.rnn.weight_hh_l0)
+        # The output layer on the time-major states, then transposed: cheaper than transposing the states.
+        return self.l_out(elman(table, x.t(), w_hh, act=self.rnn.nonlinearity)).transpose(0, 1)

@@ -1,0 +1,128 @@
+"""zoo.recurrence (the fast training form of the lesson models) against torch's autograd and the lesson's code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoo import registry
+from zoo.model import build
+from zoo.recurrence import elman, relu_tanh
+
+LESSON = ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"]
+V, B, H = 7, 3, 5
+
+
+def _inputs(steps: int, with_h0: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(V, H, generator=g, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(0, V, (steps, B), generator=g)
+    w = (0.5 * torch.randn(H, H, generator=g, dtype=torch.float64)).requires_grad_()
+    h0 = torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True) if with_h0 else None
+    return table, idx, w, h0
+
+
+def _elman_by_autograd(table, idx, w, h0, act):
+    f = torch.tanh if act == "tanh" else torch.relu
+    h = torch.zeros(idx.shape[1], w.shape[0], dtype=table.dtype) if h0 is None else h0
+    states = []
+    for t in range(idx.shape[0]):
+        h = f(table[idx[t]] + h @ w.t())
+        states.append(h)
+    return torch.stack(states)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 6])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("with_h0", [False, True])
+@pytest.mark.parametrize("last_only", [False, True])
+def test_elman_matches_autograd_and_passes_gradcheck(steps, act, with_h0, last_only):
+    table, idx, w, h0 = _inputs(steps, with_h0)
+    out = elman(table, idx, w, h0, act=act, last_only=last_only)
+    ref = _elman_by_autograd(table, idx, w, h0, act)
+    torch.testing.assert_close(out, ref[-1] if last_only else ref)
+    args = (table, w) if h0 is None else (table, w, h0)
+    assert torch.autograd.gradcheck(lambda *a: elman(a[0], idx, a[1], a[2] if len(a) > 2 else None, act, last_only), args)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 6])
+@pytest.mark.parametrize("with_h0", [False, True])
+@pytest.mark.parametrize("last_only", [False, True])
+def test_relu_tanh_matches_autograd_and_passes_gradcheck(steps, with_h0, last_only):
+    table, idx, w_in, h0 = _inputs(steps, with_h0, seed=1)
+    g = torch.Generator().manual_seed(2)
+    w_hid = (0.5 * torch.randn(H, H, generator=g, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(H, generator=g, dtype=torch.float64, requires_grad=True)
+    h = torch.zeros(B, H, dtype=torch.float64) if h0 is None else h0
+    states = []
+    for t in range(steps):
+        h = torch.tanh(F.linear(torch.relu(table[idx[t]] + h @ w_in.t()), w_hid, b))
+        states.append(h)
+    ref = torch.stack(states)
+    out = relu_tanh(table, idx, w_in, w_hid, b, h0, last_only=last_only)
+    torch.testing.assert_close(out, ref[-1] if last_only else ref)
+
+    def f(table, w_in, w_hid, b, *h0):
+        return relu_tanh(table, idx, w_in, w_hid, b, h0[0] if h0 else None, last_only=last_only)
+
+    assert torch.autograd.gradcheck(f, (table, w_in, w_hid, b) + ((h0,) if h0 is not None else ()))
+
+
+def test_unknown_nonlinearity_is_refused():
+    table, idx, w, _ = _inputs(2, False)
+    with pytest.raises(ValueError, match="nonlinearity"):
+        elman(table, idx, w, act="sigmoid")
+
+
+@pytest.mark.parametrize("name", LESSON)
+def test_fast_forward_equals_the_lessons_code_with_the_same_gradients(name):
+    """forward (zoo.recurrence, tables) and lesson_forward (the lesson's code) are the same function."""
+    spec = registry.get_model(name)
+    torch.manual_seed(0)
+    model = build(spec, 85).double()
+    x = torch.randint(0, 85, (6, spec.batching.length))
+    fast, lesson = model(x), model.lesson_forward(x)
+    torch.testing.assert_close(fast, lesson, rtol=1e-10, atol=1e-10)
+    params = list(model.parameters())
+    g_fast = torch.autograd.grad(fast.square().sum(), params)
+    g_lesson = torch.autograd.grad(lesson.square().sum(), params)
+    for p, a, b in zip(model.named_parameters(), g_fast, g_lesson):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {p[0]}")
+
+
+@pytest.mark.parametrize("name", ["char-rnn", "char-concat"])
+def test_fast_forward_under_cpu_autocast_runs_in_bfloat16(name):
+    spec = registry.get_model(name)
+    torch.manual_seed(0)
+    model = build(spec, 85)
+    x = torch.randint(0, 85, (4, spec.batching.length))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), model(x), rtol=0.05, atol=0.05)
+    out.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_bench_plain_models_start_from_zoos_weights_and_compute_the_same():
+    """bench/plain_models.py (the plain loop's baseline) must stay the lesson's architectures, weight for weight."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        from plain_models import plain_model
+    finally:
+        sys.path.pop(0)
+    for name in LESSON:
+        spec = registry.get_model(name)
+        torch.manual_seed(3)
+        zoo_model = build(spec, 85)
+        torch.manual_seed(3)
+        plain = plain_model(spec.builder.partition(":")[2], 85, **spec.hparams)
+        zs, ps = zoo_model.state_dict(), plain.state_dict()
+        assert list(zs) == list(ps), name
+        assert all(torch.equal(zs[k], ps[k]) for k in zs), name
+        x = torch.randint(0, 85, (4, spec.batching.length))
+        torch.testing.assert_close(zoo_model(x), plain(x), rtol=1e-5, atol=1e-5, msg=name)
