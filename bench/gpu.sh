@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU benchmark (issue 10, goal 5): char-rnn and char-concat, their lesson recipes on Nietzsche,
 # on CUDA with mixed precision (bf16 autocast, --amp) and without (--no-amp); prints seconds per
-# epoch and training chars/s from each run's training.json. The lesson's 2018 GPU took 11.6 s per
+# epoch and training chars/s from each run's training.json, then sampling speed from those runs. The lesson's 2018 GPU took 11.6 s per
 # char-rnn epoch and 12.7 s per char-concat epoch; the goal is <= 1 s per epoch.
 #
 #   bench/gpu.sh                        # data: ../shared/data/nietzsche.txt if present, else zoo's `nietzsche`
@@ -104,4 +104,33 @@ for line in open(sys.argv[1]).read().splitlines():
     each = " ".join(f"{s:.2f}" for s in seconds)
     print(f"{model:<12} {amp:<9} {len(history):>6}  {each:<28} {statistics.median(seconds):>14.2f} {rate:>10,.0f} "
           f"{history[-1]['val_loss']:>8.3f} {float(end) - float(start):>7.1f}")
+PY
+
+# Sampling from the trained runs: 2,000 characters at temperature 0.8, batch 1 and 64 at once, on the
+# run's device and on the CPU (median of 3 after a warm-up), and the text itself (same seed, same text).
+"$PYTHON" - "$runs" "$DEVICE" <<'PY'
+import statistics
+import sys
+import time
+
+import zoo
+
+device = sys.argv[2]
+print(f"{'model':<12} {'amp':<9} {'device':<7} {'batch':>5} {'chars/s':>10}")
+seen = set()
+for line in open(sys.argv[1]).read().splitlines():
+    model, amp, _, _, path = line.split(" ", 4)
+    for dev in (device, "cpu"):
+        m = zoo.load(path, device=dev)
+        for n in (1, 64):
+            m.sample("for thos", length=200, seed=0, num_samples=n)  # warm-up
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                m.sample("for thos", length=2000, seed=0, num_samples=n)
+                times.append(time.perf_counter() - t0)
+            print(f"{model:<12} {amp:<9} {dev:<7} {n:>5} {2000 * n / statistics.median(times):>10,.0f}")
+    if model not in seen:
+        seen.add(model)
+        print(f"  {model} ({amp}) on {device}, seed 0: for thos{zoo.load(path, device=device).sample('for thos', length=300, seed=0)!r}")
 PY

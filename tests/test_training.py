@@ -195,3 +195,27 @@ def test_resume_refuses_options_it_cannot_honour(small_corpus, tmp_path):
     assert "already trained 4 batches" in one_line_error(run_zoo("train", "--resume", str(out), "--max-steps", "3"))
     more = run_zoo("--threads", "1", "train", "--resume", str(out), "--max-steps", "6")
     assert more.returncode == 0 and "batch 6" in more.stdout, more.stderr
+
+
+def test_reading_the_loss_every_few_steps_gives_the_same_history_and_resume(small_corpus, tmp_path, monkeypatch):
+    """On an accelerator the running loss is read every SYNC_EVERY steps; the figures must not change, nor resume."""
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=3, epochs=2)
+    every_step = zoo.train("char-rnn", out=tmp_path / "a", **kw)
+    monkeypatch.setattr("zoo.trainer.sync_every", lambda device: 7)
+    deferred = zoo.train("char-rnn", out=tmp_path / "b", **kw)
+    n = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["global_step"]
+    zoo.train("char-rnn", out=tmp_path / "c", max_steps=n // 2 + 3, **kw)  # stops between two reads
+    resumed = zoo.train(resume=tmp_path / "c", quiet=True)
+    for run in (deferred, resumed):
+        assert [round(h["trn_loss"], 9) for h in run.history] == [round(h["trn_loss"], 9) for h in every_step.history]
+        assert [h["val_loss"] for h in run.history] == [h["val_loss"] for h in every_step.history]
+
+
+def test_a_diverging_loss_stops_with_one_line(small_corpus, tmp_path):
+    # Adam's first step moves every weight by about lr: 1e38 overflows the logits at once.
+    proc = run_zoo(
+        "train", "char-rnn", "--data", str(small_corpus), "--lr", "1e38", "--max-steps", "20", "-q", "--out", str(tmp_path / "r"), *SMALL
+    )
+    assert proc.returncode != 0
+    assert one_line_error(proc).startswith("zoo: error: the loss became")
+    assert "lower --lr" in proc.stderr

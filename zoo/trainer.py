@@ -144,6 +144,13 @@ def _sigterm_as_interrupt():
 
 
 OPTIMIZERS = ("adam", "sgd")
+SYNC_EVERY = 50  # on an accelerator, read the running loss (a sync) once per this many steps
+
+
+def sync_every(device: torch.device) -> int:
+    """How often to read the running loss: every step on the CPU (free), every SYNC_EVERY on an accelerator,
+    where each read stalls the queue of launched work (measured: the main cost of a small model's step)."""
+    return 1 if device.type == "cpu" else SYNC_EVERY
 
 
 def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
@@ -189,8 +196,13 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         if not self.dist.main:  # only rank 0 prints and calls hooks
             quiet, hook, callbacks = True, None, None
-        self.train_batches = train_batches
-        self.val_batches = val_batches
+        # On an accelerator, the corpus moves there once and batches are gathered there: no copy per step.
+        self._pending_loss: torch.Tensor | None = None  # loss x rows summed on the device since the last read
+        self._pending_rows = self._pending_steps = 0
+        self.sync_every = sync_every(device)
+        on_device = device.type != "cpu"
+        self.train_batches = train_batches.to(device) if on_device and hasattr(train_batches, "to") else train_batches
+        self.val_batches = val_batches.to(device) if on_device and hasattr(val_batches, "to") else val_batches
         self.epoch_lrs = epoch_lrs
         self.seed = seed
         self.device = device
@@ -218,8 +230,32 @@ class Trainer:
         if not self.quiet:
             print(text, file=sys.stderr, flush=True)
 
+    def _add_loss(self, loss: torch.Tensor, rows: int) -> None:
+        """Count a batch's mean loss; summed where it lives and read (a wait for the device) every `sync_every` steps."""
+        weighted = loss.double() * rows
+        self._pending_loss = weighted if self._pending_loss is None else self._pending_loss + weighted
+        self._pending_rows += rows
+        self._pending_steps += 1
+        if self._pending_steps >= self.sync_every:
+            self._flush_loss()
+
+    def _flush_loss(self) -> None:
+        if self._pending_loss is None:
+            return
+        total, rows = self._pending_loss.item(), self._pending_rows
+        self._pending_loss, self._pending_rows, self._pending_steps = None, 0, 0
+        self._check_finite(total)
+        self.state.loss_sum += total
+        self.state.rows += rows
+
+    def _check_finite(self, value: float) -> None:
+        if not math.isfinite(value):
+            st = self.state
+            raise ZooError(f"the loss became {value} by epoch {st.epoch + 1}, batch {st.step + 1}; try a lower --lr")
+
     def checkpoint(self, collective: bool = True) -> None:
         """Rank 0 writes; under torchrun every rank first hands in its share of a carried state."""
+        self._flush_loss()
         carried = self.carried
         if self.dist.enabled:
             carried = distributed.gather_rows(self.dist, carried) if collective else None
@@ -294,22 +330,21 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             (loss if extra is None else loss + extra).backward()
             self.opt.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise ZooError(f"the loss became {value} at epoch {st.epoch + 1}, batch {st.step + 1}; try a lower --lr")
-            st.loss_sum += value * y.shape[0]
-            st.rows += y.shape[0]
+            self._add_loss(loss.detach(), y.shape[0])
             st.step += 1
             st.global_step += 1
             items = self.task.count(x, y)
             st.trained_items += items
             chars += items
             rate = chars / max(1e-9, time.perf_counter() - t0)
-            bar.update(1, loss=f"{st.loss_sum / st.rows:.3f}", rate=f"{rate / 1000:.0f}k {self.task.unit}/s")
+            shown = f"{st.loss_sum / st.rows:.3f}" if st.rows else "..."
+            bar.update(1, loss=shown, rate=f"{rate / 1000:.0f}k {self.task.unit}/s")
             if st.step < n_batches and self._limit_reached():
+                self._flush_loss()
                 bar.close()
                 st.trained_seconds += time.perf_counter() - t0
                 return False
+        self._flush_loss()
         bar.close()
         seconds = time.perf_counter() - t0
         st.trained_seconds += seconds

@@ -13,6 +13,7 @@ Validation splits:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -50,6 +51,12 @@ class WindowBatches:
     def rows(self) -> int:
         return len(self.starts)
 
+    def to(self, device: torch.device) -> WindowBatches:
+        """The same batches, gathered on `device` (the corpus is copied there once, not per batch)."""
+        moved = copy.copy(self)
+        moved.data, moved.starts, moved._offsets = self.data.to(device), self.starts.to(device), self._offsets.to(device)
+        return moved
+
     def batch(self, row_starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = row_starts[:, None] + self._offsets
         x = self.data[idx].long()
@@ -64,7 +71,9 @@ class WindowBatches:
         With `world` processes, every process draws the same shuffle and takes its `rank`-th
         slice of each global batch: together they see exactly the single-process batches.
         """
-        order = self.starts[torch.randperm(len(self.starts), generator=epoch_generator(seed, epoch))] if self.shuffle else self.starts
+        # The shuffle is drawn on the CPU (the same on every device), then applied where the rows are.
+        perm = torch.randperm(len(self.starts), generator=epoch_generator(seed, epoch)).to(self.starts.device) if self.shuffle else None
+        order = self.starts[perm] if perm is not None else self.starts
         for i in range(start_step * self.batch_size, len(order), self.batch_size):
             rows = order[i : i + self.batch_size]
             if world > 1:
@@ -98,6 +107,12 @@ class StreamBatches:
     @property
     def rows(self) -> int:
         return self.batch_size * len(self)
+
+    def to(self, device: torch.device) -> StreamBatches:
+        """The same batches, gathered on `device` (the corpus is copied there once, not per batch)."""
+        moved = copy.copy(self)
+        moved.inputs, moved.targets = self.inputs.to(device), self.targets.to(device)
+        return moved
 
     def epoch(
         self, seed: int = 0, epoch: int = 0, start_step: int = 0, rank: int = 0, world: int = 1
