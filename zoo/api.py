@@ -94,18 +94,39 @@ class LoadedModel:
         )
         return texts if num_samples > 1 else texts[0]
 
-    def evaluate(self, data: str | None = None, split: str | None = None, batch_size: int = 2048) -> dict[str, float]:
-        """Validation loss (nats/char), bits/char and accuracy on `data` (default: the training data)."""
+    def evaluate(
+        self, data: str | None = None, split: str | None = None, batch_size: int = 2048, val_frac: float | None = None
+    ) -> dict[str, float]:
+        """Validation loss (nats/char), bits/char and accuracy on `data` (default: the training data).
+
+        `split` and `val_frac` (the fraction held out) default to the run's own.
+        """
+        val_frac = check_val_frac(self.config.get("val_frac", DEFAULT_VAL_FRAC) if val_frac is None else val_frac)
         source = resolve(data if data is not None else self.config.get("data"), self.spec.dataset)
         text = source.read_text()
         unknown = self.vocab.unknown(text)
         if unknown:
             raise ZooError(f"the text has {len(unknown)} characters the model's vocabulary lacks, e.g. {unknown[0]!r}")
         tensor = _encode(self.vocab, text)
-        _, val = make_batches(tensor, self.batching, batch_size, split or self.config.get("split", "random"))
+        _, val = make_batches(tensor, self.batching, batch_size, split or self.config.get("split", "random"), val_frac=val_frac)
         device = next(self.model.parameters()).device
         loss, acc = _evaluate(self.model, val, device)
         return {"val_loss": loss, "val_bpc": loss / 0.6931471805599453, "val_acc": acc, "rows": val.rows}
+
+
+DEFAULT_VAL_FRAC = 0.2  # the lesson's: a fifth of the text (or of the windows) is held out
+
+
+def check_val_frac(val_frac: float) -> float:
+    """`val_frac` if it is a fraction strictly between 0 and 1 (NaN is not); else a ZooError."""
+    if not 0 < val_frac < 1:
+        raise ZooError(f"--val-frac must be between 0 and 1 (exclusive), got {val_frac}")
+    return float(val_frac)
+
+
+def percent(val_frac: float) -> str:
+    """A held-out fraction for people: 0.2 -> "20%"."""
+    return f"{val_frac * 100:g}%"
 
 
 def _encode(vocab: Vocab, text: str) -> torch.Tensor:
@@ -159,6 +180,7 @@ def train(
     resume: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     split: str | None = None,
+    val_frac: float | None = None,
     max_steps: int | None = None,
     max_seconds: float | None = None,
     amp: bool = True,
@@ -173,6 +195,8 @@ def train(
 
     A checkpoint is written after every epoch; `max_steps` stops after that many batches,
     `max_seconds` after that much training time (with a checkpoint, so the run can be resumed).
+    `val_frac` is the fraction of the text held out for validation (character models; default 0.2);
+    a resumed run keeps its own.
     """
     if resume is not None:
         return _resume(
@@ -184,11 +208,14 @@ def train(
             max_seconds=max_seconds,
             quiet=quiet,
             callbacks=callbacks,
+            val_frac=val_frac,
         )
     if name is None:
         raise ZooError("name a model to train, or --resume a run directory")
     spec = registry.get_model(name)
     if spec.task != "char-lm":  # the table tasks have their own data path
+        if val_frac is not None:
+            raise ZooError(f"--val-frac applies to character models only; {spec.name} is a {spec.task} model")
         return tasks.train(
             spec, epochs=epochs, lr=lr, batch_size=batch_size, device=device, data=data, seed=seed, out=out,
             overrides=overrides, split=split, max_steps=max_steps, max_seconds=max_seconds, amp=amp, quiet=quiet,
@@ -198,6 +225,7 @@ def train(
     hparams = parse_overrides(spec, list(overrides))
     lrs = epoch_lrs(spec, epochs, lr)
     batch_size = check_sizes(spec, batch_size, max_steps)
+    val_frac = check_val_frac(DEFAULT_VAL_FRAC if val_frac is None else val_frac)
     split = split or spec.split
     if split not in SPLITS:
         raise ZooError(f"--split {split}: unknown (known: {', '.join(SPLITS)})")
@@ -212,6 +240,7 @@ def train(
     out_dir = claim_out_dir(spec, out, d)
     config = {
         **base_config(spec, hparams, split, data_id),
+        "val_frac": val_frac,
         "batching": dataclasses.asdict(spec.batching),
         "vocab": vocab.chars,
     }
@@ -223,19 +252,20 @@ def train(
         "amp": amp,
         "data": data_id,
         "split": split,
+        "val_frac": val_frac,
         "overrides": list(overrides),
         "world_size": d.world,
     }
     torch.manual_seed(seed)
     model = build(spec, len(vocab), hparams)
-    train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split)
+    train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
     if d.main:
         start_run(out_dir, config, run_record(spec, options, dev, hashlib.sha256(text.encode("utf-8")).hexdigest()))
     if not quiet:
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
-            f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows ({split} split), "
-            f"device {dev}, output {out_dir}",
+            f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows "
+            f"({split} split, {percent(val_frac)} held out), device {dev}, output {out_dir}",
             file=sys.stderr,
         )
     trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d)
@@ -330,9 +360,13 @@ def _fit(
     return loaded
 
 
-def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks) -> LoadedModel | tasks.TaskModel:
+def _resume(
+    run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks, val_frac=None
+) -> LoadedModel | tasks.TaskModel:
     config = read_config(run_dir)
     if config.get("task", "char-lm") != "char-lm":
+        if val_frac is not None:
+            raise ZooError(f"--val-frac applies to character models only; {run_dir} is a run of a {config['task']} model")
         return tasks.resume(
             run_dir, config, name=name, epochs=epochs, device=device, max_steps=max_steps, max_seconds=max_seconds,
             quiet=quiet, callbacks=callbacks,
@@ -341,6 +375,9 @@ def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quie
     spec = _spec_for(config, run_dir)
     if name is not None and name != spec.name:
         raise ZooError(f"{run_dir} is a run of {spec.name!r}, not {name!r}")
+    run_frac = config.get("val_frac", DEFAULT_VAL_FRAC)  # runs from before --val-frac held out 0.2
+    if val_frac is not None and check_val_frac(val_frac) != run_frac:
+        raise ZooError(f"--val-frac: {run_dir} holds out {run_frac:g} of its text; a resumed run keeps the options it started with")
     options = record.get("options", {})
     lrs = list(options["epoch_lrs"])
     if epochs is not None:
@@ -356,7 +393,9 @@ def _resume(run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quie
         raise ZooError(f"the data {options['data']!r} changed since the run started; cannot resume {run_dir} exactly")
     vocab = Vocab(config["vocab"])
     model = build(spec, len(vocab), config["hparams"])
-    train_b, val_b = make_batches(_encode(vocab, text), Batching(**config["batching"]), options["batch_size"], config["split"])
+    train_b, val_b = make_batches(
+        _encode(vocab, text), Batching(**config["batching"]), options["batch_size"], config["split"], val_frac=run_frac
+    )
     seed = options["seed"]
     trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, options.get("amp", True), quiet, callbacks, d)
     state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
@@ -428,5 +467,13 @@ def load_dir(path: Path, device: str = "cpu") -> LoadedModel | tasks.TaskModel:
     return LoadedModel(spec, model, vocab, config, path)
 
 
-def evaluate(name_or_dir: str | Path, data: str | None = None, split: str | None = None, device: str = "cpu") -> dict[str, float]:
-    return load(name_or_dir, device).evaluate(data=data, split=split)
+def evaluate(
+    name_or_dir: str | Path, data: str | None = None, split: str | None = None, device: str = "cpu", val_frac: float | None = None
+) -> dict[str, float]:
+    """Validation metrics of a trained model; `val_frac` (character models only) defaults to the run's."""
+    m = load(name_or_dir, device)
+    if val_frac is None:
+        return m.evaluate(data=data, split=split)
+    if not isinstance(m, LoadedModel):
+        raise ZooError(f"--val-frac applies to character models only; {m.name} is a {m.spec.task} model")
+    return m.evaluate(data=data, split=split, val_frac=val_frac)

@@ -224,8 +224,11 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyper-parameter (repeatable).")
 @click.option(
-    "--split", type=click.Choice(["random", "tail"]), help="Validation rows: the lesson's random 20%, or the last 20% of the text."
+    "--split",
+    type=click.Choice(["random", "tail"]),
+    help="Validation rows: the lesson's random rows, or the end of the text (see --val-frac).",
 )
+@click.option("--val-frac", type=float, metavar="FLOAT", help="Fraction of the text held out for validation (default 0.2).")
 @click.option("--max-steps", type=int, callback=_positive, help="Stop once this many batches are done in all, a resumed run's included.")
 @click.option(
     "--budget", "max_seconds", type=float, callback=_positive, help="Stop after this many seconds of training (with a checkpoint)."
@@ -245,12 +248,13 @@ def train(name: str | None, **options: Any) -> None:
     own = set(inspect.signature(api.train).parameters)
     extra = {k: options.pop(k) for k in list(options) if k not in own}
     if options["resume"]:
-        fixed = ("lr", "batch_size", "data", "seed", "out", "overrides", "split")  # what --resume cannot change
+        fixed = ("lr", "batch_size", "data", "seed", "out", "overrides", "split", "val_frac")  # what --resume cannot change
         given = [k for k, v in extra.items() if v is not None] + [k for k in fixed if options.get(k) not in (None, (), 0)]
         if given:
             flag = "--set" if given[0] == "overrides" else f"--{given[0].replace('_', '-')}"
             raise ZooError(f"{flag}: a resumed run keeps the options it started with (only --epochs, --max-steps, --budget, --device)")
-        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "max_seconds", "quiet")}
+        # val_frac gets here only as None or 0, which api.train refuses as out of range
+        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "max_seconds", "quiet", "val_frac")}
         m = api.train(name, resume=options["resume"], **keep)
     else:
         del options["resume"]
@@ -279,13 +283,14 @@ def train(name: str | None, **options: Any) -> None:
 @click.argument("model")
 @click.option("--data", help="A dataset name or text file (default: what the model was trained on).")
 @click.option("--split", type=click.Choice(["random", "tail"]), help="Validation rows (default: the model's).")
+@click.option("--val-frac", type=float, metavar="FLOAT", help="Fraction of the text held out (default: the model's, 0.2 unless chosen).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model: str, data: str | None, split: str | None, device: str, as_json: bool) -> None:
+def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | None, device: str, as_json: bool) -> None:
     """Validation loss (nats/char, bits/char) and accuracy of MODEL (a run directory or a name)."""
     from zoo import api
 
-    result = api.load(model, device).evaluate(data=data, split=split)
+    result = api.evaluate(model, data=data, split=split, device=device, val_frac=val_frac)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -325,21 +330,23 @@ def sample(
 @click.argument("pattern", default="char-*")
 @click.option("--budget", type=float, default=120, show_default=True, callback=_positive, help="Training seconds per model.")
 @click.option("--data", help="A dataset name or text file (default: each model's dataset).")
+@click.option("--val-frac", type=float, default=0.2, show_default=True, metavar="FLOAT", help="Fraction of the text held out.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def compare(pattern: str, budget: float, data: str | None, device: str, out: str, as_json: bool) -> None:
+def compare(pattern: str, budget: float, data: str | None, val_frac: float, device: str, out: str, as_json: bool) -> None:
     """Train every model matching PATTERN for the same time budget and print a leaderboard.
 
-    Held-out loss is measured on the last 20% of the text for every model alike. Writes
-    OUT/compare.png (held-out loss against training time). Finished runs are reused.
+    Held-out loss is measured on the end of the text (the last --val-frac of it) for every
+    model alike. Writes OUT/compare.png (held-out loss against training time). Finished runs
+    with the same budget, data and --val-frac are reused.
     """
     from dataclasses import asdict
     from pathlib import Path
 
     from zoo import compare as cmp
 
-    entries = cmp.compare(pattern, budget, data=data, device=device, out=Path(out))
+    entries = cmp.compare(pattern, budget, data=data, device=device, out=Path(out), val_frac=val_frac)
     if as_json:
         click.echo(json.dumps([asdict(e) for e in entries], indent=2))
     else:

@@ -1,9 +1,11 @@
 """`zoo compare`: train several models under the same wall-clock budget and rank them.
 
-Every model is trained with the same leak-free validation (the contiguous last 20% of the
-text) and evaluated in nats and bits per character. Training runs in a few chunks (each a
-resume of the last), so each model gets a curve of held-out loss against training time.
-A finished comparison run is reused, not trained again; an unfinished one is resumed.
+Every model is trained with the same leak-free validation (the contiguous end of the text,
+the last `val_frac` of it, 20% by default) and evaluated in nats and bits per character.
+Training runs in a few chunks (each a resume of the last), so each model gets a curve of
+held-out loss against training time. A finished comparison run with the same budget, data
+and `val_frac` is reused, not trained again; an unfinished one is resumed. A run that held out
+a different fraction is trained again from the start.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zoo import api, registry
+from zoo.checkpoint import read_config
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
 
@@ -46,12 +49,20 @@ def _progress(m: api.LoadedModel) -> tuple[float, float | None, float | None]:
     return epochs, s_per_epoch, rate
 
 
-def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool) -> Entry:
+def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool, val_frac: float = 0.2) -> Entry:
     done = out / "compare.json"
     if done.exists():
         record = read_json(done)
-        if record.get("budget") == budget and record.get("data") == data:
+        same = record.get("budget") == budget and record.get("data") == data
+        if same and record.get("val_frac", api.DEFAULT_VAL_FRAC) == val_frac:  # older records held out 0.2
             return Entry(**{k: v for k, v in record["entry"].items()})
+    if (out / "config.json").exists():
+        held = read_config(out).get("val_frac", api.DEFAULT_VAL_FRAC)
+        if held != val_frac:  # its training saw text that is now held out, or lacks text it may train on
+            raise ZooError(
+                f"{out} holds a run that held out {api.percent(held)} of the text, not {api.percent(val_frac)}; "
+                f"choose another --out (or delete that folder to train it again)"
+            )
     spec = registry.get_model(name)
     chunk = budget / CHUNKS  # each chunk trains for this long; setup and evaluation are not counted
     curve: list[tuple[float, float]] = []
@@ -67,14 +78,16 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         if (out / "config.json").exists():
             m = api.train(resume=out, epochs=epochs, device=device, max_seconds=chunk, quiet=quiet)
         else:
-            m = api.train(name, data=data, split="tail", epochs=epochs, device=device, out=out, max_seconds=chunk, quiet=quiet)
+            m = api.train(
+                name, data=data, split="tail", val_frac=val_frac, epochs=epochs, device=device, out=out, max_seconds=chunk, quiet=quiet
+            )
         spent += time.perf_counter() - t0
-        loss = m.evaluate(data=data, split="tail")["val_loss"]
+        loss = m.evaluate(data=data, split="tail", val_frac=val_frac)["val_loss"]
         curve.append((spent, loss))
         atomic_write_json(out / "compare.progress.json", {"curve": curve, "spent": spent})
     if m is None:
         m = api.load(out)
-    result = m.evaluate(data=data, split="tail")
+    result = m.evaluate(data=data, split="tail", val_frac=val_frac)
     epochs_done, s_per_epoch, rate = _progress(m)
     entry = Entry(
         model=name,
@@ -87,7 +100,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         reference=spec.reference.final_val if spec.reference else None,
         curve=[list(p) for p in curve],
     )
-    atomic_write_json(done, {"budget": budget, "data": data, "entry": asdict(entry)})
+    atomic_write_json(done, {"budget": budget, "data": data, "val_frac": val_frac, "entry": asdict(entry)})
     print(f"compare: {name} done: held-out {entry.val_loss:.4f} nats/char after {entry.epochs_done:.2f} epochs", file=sys.stderr)
     return entry
 
@@ -99,15 +112,17 @@ def compare(
     device: str = "auto",
     out: Path = Path("runs/compare"),
     quiet: bool = True,
+    val_frac: float = 0.2,
 ) -> list[Entry]:
     if budget <= 0:
         raise ZooError("--budget must be positive")
+    val_frac = api.check_val_frac(val_frac)
     specs = [s for s in registry.list_models() if fnmatch.fnmatchcase(s.name, pattern) and s.task == "char-lm"]
     if not specs:
         raise ZooError(f"no character models match {pattern!r}; see `zoo list`")
-    entries = [run_one(s.name, Path(out) / s.name, budget, data, device, quiet) for s in specs]
+    entries = [run_one(s.name, Path(out) / s.name, budget, data, device, quiet, val_frac) for s in specs]
     entries.sort(key=lambda e: e.val_loss)
-    plot(entries, Path(out) / "compare.png", budget)
+    plot(entries, Path(out) / "compare.png", budget, val_frac)
     return entries
 
 
@@ -126,7 +141,7 @@ def table(entries: list[Entry]) -> str:
     return "\n".join(rows)
 
 
-def plot(entries: list[Entry], path: Path, budget: float) -> None:
+def plot(entries: list[Entry], path: Path, budget: float, val_frac: float = 0.2) -> None:
     try:
         import matplotlib
 
@@ -141,7 +156,7 @@ def plot(entries: list[Entry], path: Path, budget: float) -> None:
         xs, ys = zip(*e.curve) if e.curve else ((), ())
         ax.plot(xs, ys, "o-", label=f"{e.model} ({e.val_loss:.3f})")
     ax.set_xlabel("wall time spent training (s), evaluation not counted")
-    ax.set_ylabel("held-out loss, last 20% (nats/char)")
+    ax.set_ylabel(f"held-out loss, last {api.percent(val_frac)} (nats/char)")
     ax.set_title(f"zoo compare: {budget:g} s per model")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
