@@ -67,6 +67,12 @@ class LoadedModel:
     def num_params(self) -> int:
         return count_params(self.model)
 
+    def _training_batch_size(self) -> int:
+        record = self.path / "run.json" if self.path is not None else None
+        if record is not None and record.exists():
+            return int(read_json(record).get("options", {}).get("batch_size") or self.spec.batch_size)
+        return self.spec.batch_size
+
     def to(self, device: str | torch.device) -> LoadedModel:
         self.model.to(resolve_device(str(device)) if isinstance(device, str) else device)
         return self
@@ -95,12 +101,16 @@ class LoadedModel:
         return texts if num_samples > 1 else texts[0]
 
     def evaluate(
-        self, data: str | None = None, split: str | None = None, batch_size: int = 2048, val_frac: float | None = None
+        self, data: str | None = None, split: str | None = None, batch_size: int | None = None, val_frac: float | None = None
     ) -> dict[str, float]:
         """Validation loss (nats/char), bits/char and accuracy on `data` (default: the training data).
 
-        `split` and `val_frac` (the fraction held out) default to the run's own.
+        `split` and `val_frac` (the fraction held out) default to the run's own. So does `batch_size` for a
+        stateful model, whose held-out text is cut into that many streams (so the figure is its training's);
+        windowed models are evaluated 2,048 rows at a time, which does not change the figure.
         """
+        if batch_size is None:
+            batch_size = self._training_batch_size() if self.batching.kind == "streams" else 2048
         val_frac = check_val_frac(self.config.get("val_frac", DEFAULT_VAL_FRAC) if val_frac is None else val_frac)
         source = resolve(data if data is not None else self.config.get("data"), self.spec.dataset)
         text = source.read_text()

@@ -5,7 +5,7 @@ the last `val_frac` of it, 20% by default) and evaluated in nats and bits per ch
 Training runs in a few chunks (each a resume of the last), so each model gets a curve of
 held-out loss against training time. A finished comparison run with the same budget, data
 and `val_frac` is reused, not trained again; an unfinished one is resumed. A run that held out
-a different fraction is trained again from the start.
+a different fraction is refused (its training may have seen the new held-out text).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class _Elman(torch.autograd.Function):
                 else:
                     hs[t].addmm_(hs[t - 1], w_t)
                 _activate_(hs[t], act)
-        ctx.act, ctx.rows, ctx.k, ctx.has_prod = act, table.shape[0], k, prod is not None
+        ctx.act, ctx.rows, ctx.k, ctx.has_prod, ctx.last_only = act, table.shape[0], k, prod is not None, last_only
         ctx.save_for_backward(idx, hs, w_hh)
         return hs[-1].clone() if last_only else hs
 
@@ -106,7 +106,7 @@ class _Elman(torch.autograd.Function):
     def backward(ctx, grad_out):
         idx, hs, w_hh = ctx.saved_tensors
         k, n, hidden = ctx.k, idx.shape[0], hs.shape[2]
-        last_only = grad_out.dim() == 2  # only the last state was returned: no gradient reaches the others directly
+        last_only = ctx.last_only  # only the last state was returned: no gradient reaches the others directly
         with torch.autocast(hs.device.type, enabled=False):
             grad_out = grad_out.to(hs.dtype)
             d_pre = hs.new_empty((n, *hs.shape[1:]))  # d loss / d (table[idx[j]] + product) of step k + j
@@ -151,7 +151,7 @@ class _ReluTanh(torch.autograd.Function):
                 acts[j].relu_()
                 hs[k + j].addmm_(acts[j], w_hid_t)
                 _tanh_(hs[k + j])
-        ctx.rows, ctx.k, ctx.has_prod = table.shape[0], k, prod is not None
+        ctx.rows, ctx.k, ctx.has_prod, ctx.last_only = table.shape[0], k, prod is not None, last_only
         ctx.save_for_backward(idx, acts, hs, w_in_h, w_hid)
         return hs[-1].clone() if last_only else hs
 
@@ -160,7 +160,7 @@ class _ReluTanh(torch.autograd.Function):
     def backward(ctx, grad_out):
         idx, acts, hs, w_in_h, w_hid = ctx.saved_tensors
         k, n = ctx.k, idx.shape[0]
-        last_only = grad_out.dim() == 2
+        last_only = ctx.last_only
         with torch.autocast(hs.device.type, enabled=False):
             grad_out = grad_out.to(hs.dtype)
             d_out = hs.new_empty((n, *hs.shape[1:]))  # d loss / d (acts[j] @ w_hid.T + b_hid)
@@ -207,7 +207,7 @@ def elman(
         raise ValueError(f"unknown nonlinearity {act!r} (known: {', '.join(ACTIVATIONS)})")
     idx = idx.contiguous()
     if h0 is not None:
-        hs = _Elman.apply(table, idx, w_hh, h0[None], None, act, last_only)
+        hs = _Elman.apply(table, idx, w_hh, h0.to(table.dtype)[None], None, act, last_only)
         return hs if last_only else hs[1:]
     # From the zero state, h_0 is a function of idx[0] alone: a row of act(table). So is step 1's
     # product h_0 @ w_hh.T: a row of act(table) @ w_hh.T. Two steps without a [B, H] x [H, H] product.
@@ -234,7 +234,7 @@ def relu_tanh(
     """
     idx = idx.contiguous()
     if h0 is not None:
-        hs = _ReluTanh.apply(table, idx, w_in_h, w_hid, b_hid, h0[None], None, last_only)
+        hs = _ReluTanh.apply(table, idx, w_in_h, w_hid, b_hid, h0.to(table.dtype)[None], None, last_only)
         return hs if last_only else hs[1:]
     # From the zero state, h_0 is a function of idx[0] alone (a row of a [V, H] table), and so is
     # step 1's product h_0 @ w_in_h.T: three [B, H] x [H, H] products fewer, forward and backward.

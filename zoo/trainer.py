@@ -198,7 +198,7 @@ class Trainer:
             quiet, hook, callbacks = True, None, None
         # On an accelerator, the corpus moves there once and batches are gathered there: no copy per step.
         self._pending_loss: torch.Tensor | None = None  # loss x rows summed on the device since the last read
-        self._pending_rows = self._pending_steps = 0
+        self._pending_rows = 0
         self.sync_every = sync_every(device)
         on_device = device.type != "cpu"
         self.train_batches = train_batches.to(device) if on_device and hasattr(train_batches, "to") else train_batches
@@ -232,18 +232,17 @@ class Trainer:
 
     def _add_loss(self, loss: torch.Tensor, rows: int) -> None:
         """Count a batch's mean loss; summed where it lives and read (a wait for the device) every `sync_every` steps."""
-        weighted = loss.double() * rows
+        weighted = loss.to(torch.float32 if loss.device.type == "mps" else torch.float64) * rows  # MPS has no float64
         self._pending_loss = weighted if self._pending_loss is None else self._pending_loss + weighted
         self._pending_rows += rows
-        self._pending_steps += 1
-        if self._pending_steps >= self.sync_every:
+        if (self.state.global_step + 1) % self.sync_every == 0:  # fixed steps, so a resumed run reads at the same ones
             self._flush_loss()
 
     def _flush_loss(self) -> None:
         if self._pending_loss is None:
             return
         total, rows = self._pending_loss.item(), self._pending_rows
-        self._pending_loss, self._pending_rows, self._pending_steps = None, 0, 0
+        self._pending_loss, self._pending_rows = None, 0
         self._check_finite(total)
         self.state.loss_sum += total
         self.state.rows += rows

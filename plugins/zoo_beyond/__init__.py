@@ -6,4 +6,4 @@ batch to the next (truncated backpropagation through time), as the course went o
 """
 
 COURSE = "fast.ai 2018 course, lesson 7 notebook (Nietzsche, lowercased, its own split)"
-NOTE = "the course lowercased the text and used its own split; zoo keeps the case and validates on the last 20%"
+NOTE = "the course lowercased the text and used its own split; zoo keeps the case and validates on the end of the text (--val-frac)"

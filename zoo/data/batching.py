@@ -7,7 +7,7 @@ Validation splits:
 - "random" (the lesson's): a random 20% of the rows, chosen with a fixed seed. Windows
   that overlap share characters between train and validation, so this flatters the
   validation loss a little; use it to compare with the lesson's numbers.
-- "tail": the last 20% of the corpus, with no training window reaching into it. The
+- "tail": the last 20% of the corpus (or `val_frac` of it), with no training window reaching into it. The
   honest estimate of how well a model predicts text it has not seen.
 """
 
