@@ -31,6 +31,7 @@ test: setup
 	$(PY) bench/lesson6.py --smoke
 	$(PY) bench/perf.py --smoke
 	$(PY) bench/entity_embeddings.py --smoke
+	$(PY) bench/beyond.py --smoke
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
