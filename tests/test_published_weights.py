@@ -35,8 +35,9 @@ def test_registry_entry_is_true(name, nietzsche_cache):
     assert "library_name: zoo" in card and f"{val.value:.4f}" in card
 
 
-def test_sample_offline_from_bundled_weights():
-    proc = run_zoo("sample", "char-rnn", "--prompt", "for thos", "--length", "200", "--seed", "0", env={"HF_HUB_OFFLINE": "1"})
+@pytest.mark.parametrize("name", ["char-rnn", "char-awd-lstm"])  # float32 and float16 bundles
+def test_sample_offline_from_bundled_weights(name):
+    proc = run_zoo("sample", name, "--prompt", "for thos", "--length", "200", "--seed", "0", env={"HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("for thos") and len(proc.stdout.strip()) >= 200
     words = proc.stdout.split()
