@@ -11,8 +11,9 @@ Four sections, all measured in the same run:
            times batches per second, over the best rate of a float32 matmul of the model's
            recurrent shape [512, H] @ [H, H] measured here at the same thread count.
   sample   char-rnn with its bundled weights (zoo.load("char-rnn")), 2,000 characters from a
-           prompt: (i) the lesson's method, re-running the 8-character window through
-           model.forward per character with torch.multinomial; (ii) nn.RNN carrying the state
+           prompt: (i) the lesson's method, re-running the 8-character window through the
+           lesson's model code (bench/plain_models.py, the same weights) per character with
+           torch.multinomial; (ii) nn.RNN carrying the state
            through model.step (also torch.multinomial; it never resets the state, so it is a
            speed reference, not the lesson's prediction); (iii) zoo's sampler,
            LoadedModel.sample; (iv) zoo's torch loop, what the sampler runs on other devices.
@@ -250,6 +251,9 @@ def zoo_torch_loop(model: torch.nn.Module, ids: list[int], length: int, temperat
 def bench_sampling(length: int, many_length: int, repeats: int, default_threads: bool) -> list[dict[str, Any]]:
     m = zoo.load("char-rnn")
     model, ctx = m.model.eval(), m.context
+    lesson = lesson_model(m.spec, len(m.vocab))  # the lesson's code (bench/plain_models.py) with the same weights
+    lesson.load_state_dict(model.state_dict())
+    lesson.eval()
     ids = m.vocab.encode(PROMPT)
     threads = torch.get_num_threads()
     # (label, temperature, samples, chars per sample, torch threads)
@@ -262,7 +266,7 @@ def bench_sampling(length: int, many_length: int, repeats: int, default_threads:
         t0 = time.perf_counter()
         torch.set_num_threads(config_threads)
         methods: dict[str, Callable[[int], Any]] = {
-            "lesson (forward per char)": lambda seed, t=temperature, n=n, c=chars: lesson_rerun(model, ids, c, t, n, ctx),
+            "lesson (forward per char)": lambda seed, t=temperature, n=n, c=chars: lesson_rerun(lesson, ids, c, t, n, ctx),
             "nn.RNN step": lambda seed, t=temperature, n=n, c=chars: rnn_step(model, ids, c, t, n),
             "zoo (LoadedModel.sample)": lambda seed, t=temperature, n=n, c=chars: m.sample(
                 PROMPT, c, temperature=t, seed=seed, num_samples=n
