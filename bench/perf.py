@@ -244,8 +244,8 @@ def rnn_step(model: torch.nn.Module, ids: list[int], length: int, temperature: f
 @torch.inference_mode()
 def zoo_torch_loop(model: torch.nn.Module, ids: list[int], length: int, temperature: float, n: int, context: int, seed: int) -> Any:
     """(iv) zoo's sampler loop in torch (sampling._sample_stepping with the fused form): what runs on devices other than the CPU."""
-    uniforms = torch.rand(length, n, generator=torch.Generator().manual_seed(seed)) if temperature > 0 else None
-    return sampling._sample_stepping(sampling.stepper(model), ids, length, context, temperature, None, uniforms, n, torch.device("cpu"))
+    noise = sampling.Noise(torch.Generator().manual_seed(seed), length, n, model.l_out.out_features) if temperature > 0 else None
+    return sampling._sample_stepping(sampling.stepper(model), ids, length, context, temperature, None, noise, n, torch.device("cpu"))
 
 
 def bench_sampling(length: int, many_length: int, repeats: int, default_threads: bool) -> list[dict[str, Any]]:
@@ -306,7 +306,7 @@ def print_sampling(rows: list[dict[str, Any]], repeats: int) -> None:
         last = r["config"]
         print(f"{label:<32} {r['method']:<28} {fmt(r['chars_per_s'], ',.0f'):>9} {fmt(r['ratio'], '.1f'):>8}")
     print(f"(char-rnn, bundled weights, prompt {PROMPT!r}; median of {repeats} interleaved repeats; with 16 samples chars/s counts")
-    print(" all 16; the lesson's method and nn.RNN step draw with torch.multinomial, zoo with its seeded inverse CDF)")
+    print(" all 16; the lesson's method and nn.RNN step draw with torch.multinomial, zoo with seeded Gumbel noise)")
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,15 +12,18 @@ Two loops implement this:
 - `_sample_fused`, for models with a fused form (`model.fused()`, see `zoo.model.FusedRnn`)
   on the CPU: the step is one table row plus one small matrix product, so at batch 1 the
   cost is mostly per-operation overhead, and NumPy's is a few times lower than torch's:
-  for char-rnn at temperature 0.8 on one core, 35k chars/s against 13k for the same loop
-  in torch (`bench/perf.py`). About 10 of its ~28 us per character are the [8, 256] @
+  for char-rnn at temperature 0.8 on one core, 52k chars/s against 14k for the same loop
+  in torch (`bench/perf.py`). About 10 of its ~19 us per character are the [8, 256] @
   [256, 256] product, which is why it cannot go much faster with exact windows.
 - `_sample_stepping`, for every other model and device: the model's own `step()` (or its
   fused form in torch), on whatever device the model lives.
 
-Both choose characters with the same rule, `pick()` (`_pick_np` in NumPy): inverse-CDF sampling with one uniform
-number per row from the seeded generator, so the same seed gives the same text whichever
-loop runs (tests/test_sampling.py compares both with re-running the window).
+Both choose characters with the same rule, `pick()` (`_pick_np` in NumPy): the Gumbel-max trick,
+argmax(logits / temperature + Gumbel noise), which draws from softmax(logits / temperature)
+exactly, with the noise from the seeded generator in a fixed order, so the same seed gives the
+same text whichever loop runs (tests/test_sampling.py compares both with re-running the window).
+It is an argmax and an add where a softmax, a cumulative sum and a search were: the cheapest
+exact draw per character.
 """
 
 from __future__ import annotations
@@ -46,19 +49,47 @@ def check_prompt(vocab: Vocab, prompt: str) -> list[int]:
     return vocab.encode(prompt)
 
 
+def gumbel(u: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise from uniform numbers in [0, 1): -log(-log(u))."""
+    return u.log_().neg_().log_().neg_()
+
+
+class Noise:
+    """The Gumbel noise of every draw, [n, vocab] a step, from `generator` in a fixed order.
+
+    Drawn a block of steps at a time: torch's CPU generator fills a tensor serially, so blocks
+    give exactly the numbers that one draw per step (as `pick` makes) gives, without holding
+    length x n x vocab numbers at once.
+    """
+
+    BLOCK = 1024  # steps
+
+    def __init__(self, generator: torch.Generator | None, length: int, n: int, vocab: int) -> None:
+        self.generator, self.length, self.n, self.vocab = generator, length, n, vocab
+        self.start, self.block = 0, torch.empty(0, n, vocab)
+
+    def at(self, k: int) -> torch.Tensor:
+        """Step k's noise, [n, vocab]; steps are asked for in order."""
+        if k >= self.start + len(self.block):
+            self.start = k
+            size = min(self.BLOCK, self.length - k)
+            self.block = gumbel(torch.rand(size, self.n, self.vocab, generator=self.generator))
+        return self.block[k - self.start]
+
+
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
     """Next character ids [batch] from logits [batch, vocab]; the \\0 padding is never chosen.
 
-    Inverse-CDF sampling (one uniform number per row, located in the cumulative
-    probabilities): the same distribution as torch.multinomial, at a fraction of its cost.
-    Greedy (temperature 0) draws no random number.
+    The Gumbel-max trick: argmax(logits / temperature + g), g Gumbel noise per row and
+    character, draws from softmax(logits / temperature) exactly. Greedy (temperature 0)
+    draws no random number.
     """
-    u = torch.rand(logits.shape[0], generator=generator) if temperature > 0 else None
-    return _pick(logits, temperature, top_k, u)
+    g = gumbel(torch.rand(logits.shape, generator=generator)) if temperature > 0 else None
+    return _pick(logits, temperature, top_k, g)
 
 
-def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, u: torch.Tensor | None) -> torch.Tensor:
-    """pick() with its uniform numbers `u` [batch] (on the CPU) drawn beforehand. `_pick_np` is the same rule in NumPy."""
+def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, g: torch.Tensor | None) -> torch.Tensor:
+    """pick() with its noise `g` [batch, vocab] (on the CPU) drawn beforehand. `_pick_np` is the same rule in NumPy."""
     logits = logits.float().clone()
     logits[:, 0] = float("-inf")
     if temperature <= 0:
@@ -67,19 +98,11 @@ def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, u: torch.
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits.masked_fill_(logits < kth, float("-inf"))
-    cdf = torch.softmax(logits, -1).cumsum_(-1)
-    target = u.to(cdf.device)[:, None] * cdf[:, -1:]
-    return torch.searchsorted(cdf, target)[:, 0].clamp_(max=cdf.shape[-1] - 1)
+    return (logits + g.to(logits.device)).argmax(-1)
 
 
-def _pick_np(logits: np.ndarray, temperature: float, top_k: int | None, u: Any) -> Any:
-    """`_pick` in NumPy: float32 logits [n, vocab] (or [vocab] for one row) are overwritten; `u` [n, 1] (or a scalar).
-
-    The same steps at the same precision: float32 throughout except the cumulative sum,
-    which accumulates in float64 and rounds to float32 as torch's CPU cumsum does. Only the
-    last bits of exp() can differ from torch's, so a draw could differ only if its uniform
-    number fell within a rounding error of a boundary between two characters.
-    """
+def _pick_np(logits: np.ndarray, temperature: float, top_k: int | None, g: Any) -> Any:
+    """`_pick` in NumPy, the same float32 steps: logits [n, vocab] (or [vocab] for one row) are overwritten; g alike."""
     logits[..., 0] = -np.inf
     if temperature <= 0:
         return logits.argmax(-1)
@@ -88,15 +111,8 @@ def _pick_np(logits: np.ndarray, temperature: float, top_k: int | None, u: Any) 
     if top_k is not None and 0 < top_k < vocab:
         kth = np.partition(logits, vocab - top_k, axis=-1)[..., vocab - top_k, None]  # the k-th largest, topk's last value
         logits[logits < kth] = -np.inf
-    one = logits.ndim == 1  # one row: whole-array reductions and scalars, which NumPy does with less overhead
-    logits -= logits.max() if one else logits.max(-1, keepdims=True)  # softmax
-    np.exp(logits, out=logits)
-    logits /= logits.sum() if one else logits.sum(-1, keepdims=True)
-    cdf = logits.cumsum(-1, dtype=np.float64).astype(np.float32)
-    # searchsorted (left): the first index whose cumulative probability reaches u times the total
-    if one:
-        return min(int(cdf.searchsorted(u * cdf[-1])), vocab - 1)
-    return np.minimum((cdf < u * cdf[:, -1:]).sum(-1), vocab - 1)
+    logits += g
+    return int(logits.argmax()) if logits.ndim == 1 else logits.argmax(-1)
 
 
 class _Fused:
@@ -157,16 +173,13 @@ def sample(
         return [""] * num_samples
     model.eval()
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    # Every uniform number pick() would draw, drawn at once (length rows of num_samples): torch's
-    # CPU generator fills a tensor serially, so this is the very sequence that one draw per
-    # character gives, and the loops need not call into torch for it. Greedy draws nothing.
-    uniforms = torch.rand(length, num_samples, generator=generator) if temperature > 0 else None
+    noise = Noise(generator, length, num_samples, len(vocab)) if temperature > 0 else None  # greedy draws nothing
     f = _fused_form(model)
     if f is not None and f.table.device.type == "cpu" and f.table.dtype == torch.float32:
-        chars = _sample_fused(f, ids, length, context, temperature, top_k, uniforms, num_samples)
+        chars = _sample_fused(f, ids, length, context, temperature, top_k, noise, num_samples)
     else:
         device = next(model.parameters()).device
-        chars = _sample_stepping(stepper(model), ids, length, context, temperature, top_k, uniforms, num_samples, device)
+        chars = _sample_stepping(stepper(model), ids, length, context, temperature, top_k, noise, num_samples, device)
     return [vocab.decode(row) for row in chars]
 
 
@@ -177,7 +190,7 @@ def sample(
 _NUMPY_MATMUL_MAX = 8 * 256 * 256  # m * k * n
 
 
-def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def _matmul(a: np.ndarray, b: np.ndarray, *, out: np.ndarray) -> None:
     """out = a @ b, for a [m, k] or [k] (one row)."""
     if (a.shape[0] if a.ndim == 2 else 1) * b.size <= _NUMPY_MATMUL_MAX:
         np.matmul(a, b, out=out)
@@ -197,7 +210,7 @@ def _sample_fused(
     context: int | None,
     temperature: float,
     top_k: int | None,
-    uniforms: torch.Tensor | None,
+    noise: Noise | None,
     n: int,
 ) -> list[list[int]]:
     """The CPU loop for fused models, in NumPy: per character one [context*n, H] @ [H, H] product and a few vector ops.
@@ -211,22 +224,30 @@ def _sample_fused(
     table = f.table.detach().numpy()
     w_hh_t = np.ascontiguousarray(f.w_hh.detach().numpy().T)
     w_out_t = np.ascontiguousarray(f.w_out.detach().numpy().T)
-    b_out = f.b_out.detach().numpy()
+    b_out = f.b_out.detach().numpy().copy()
+    b_out[0] = -np.inf  # as _pick_np does to the logits
+    t32 = np.float32(temperature)
     relu = f.act == "relu"
     slots, hidden, vocab = context or 1, table.shape[1], table.shape[0]
     ring, spare = np.zeros((slots * n, hidden), np.float32), np.empty((slots * n, hidden), np.float32)
     logits = np.empty(vocab if n == 1 else (n, vocab), np.float32)
-    u = None if uniforms is None else uniforms.numpy()[:, 0] if n == 1 else uniforms.numpy()[:, :, None]
     out = np.empty((length, n), np.int64)
+    g_start = g_end = 0
+    g_block = np.empty((0, vocab), np.float32)
     x: Any = ids[0] if n == 1 else np.full(n, ids[0])  # the character each sample's windows see next
     skip = len(ids) - 1  # steps that only read the prompt
+    # Per character the loop is mostly per-call overhead, so what can be is decided once: the matmul
+    # function, and each buffer's [slot, sample, hidden] view.
+    step_matmul = np.matmul if ring.size * hidden <= _NUMPY_MATMUL_MAX else _matmul
+    out_matmul = np.matmul if n * hidden * vocab <= _NUMPY_MATMUL_MAX else _matmul
+    views = {id(ring): ring.reshape(slots, n, hidden), id(spare): spare.reshape(slots, n, hidden)}
     for i in range(skip + length):
         if context is not None:
             s = i % context
             ring[s * n : s * n + n] = 0.0  # the window that starts with this character
-        _matmul(ring, w_hh_t, spare)  # no in-place matmul: write the other buffer and swap
+        step_matmul(ring, w_hh_t, out=spare)  # no in-place matmul: write the other buffer and swap
         ring, spare = spare, ring
-        by_slot = ring.reshape(slots, n, hidden)
+        by_slot = views[id(ring)]
         by_slot += table[x]  # the input term: a table row, the same for every window of a sample
         if relu:
             np.maximum(ring, 0.0, out=ring)
@@ -237,9 +258,21 @@ def _sample_fused(
             x = ids[i + 1] if n == 1 else np.full(n, ids[i + 1])
             continue
         o = _oldest(i, context)
-        _matmul(by_slot[o, 0] if n == 1 else by_slot[o], w_out_t, logits)
-        logits += b_out
-        x = _pick_np(logits, temperature, top_k, u[k] if u is not None else None)
+        out_matmul(by_slot[o, 0] if n == 1 else by_slot[o], w_out_t, out=logits)
+        logits += b_out  # its \0 entry is -inf: the padding is never chosen
+        if noise is None:
+            x = logits.argmax(-1)
+        else:
+            if k >= g_end:  # the next block of noise, as NumPy rows
+                noise.at(k)
+                g_start, g_block = noise.start, noise.block.numpy()[:, 0] if n == 1 else noise.block.numpy()
+                g_end = g_start + len(g_block)
+            if top_k is None:  # _pick_np's steps, inlined: per character, call overhead is most of the cost
+                logits /= t32
+                logits += g_block[k - g_start]
+                x = logits.argmax(-1)
+            else:
+                x = _pick_np(logits, temperature, top_k, g_block[k - g_start])
         out[k] = x
     return out.T.tolist()
 
@@ -251,7 +284,7 @@ def _sample_stepping(
     context: int | None,
     temperature: float,
     top_k: int | None,
-    uniforms: torch.Tensor | None,
+    noise: Noise | None,
     n: int,
     device: torch.device,
 ) -> list[list[int]]:
@@ -273,7 +306,7 @@ def _sample_stepping(
             x.fill_(ids[i + 1])
             continue
         o = _oldest(i, context)
-        nxt = _pick(logits[o * n : o * n + n], temperature, top_k, uniforms[k] if uniforms is not None else None)
+        nxt = _pick(logits[o * n : o * n + n], temperature, top_k, noise.at(k) if noise is not None else None)
         x.copy_(nxt.expand(slots, n))
         out[k] = nxt
     return out.T.tolist()
@@ -308,7 +341,7 @@ def sample_by_rerunning(
     """The lesson's way (reference for tests): run the model over the last `context` chars each time.
 
     With num_samples > 1 the windows of all samples run as one batch (a list comes back),
-    drawing the uniform numbers in the order `sample` does.
+    drawing the noise in the order `sample` does.
     """
     ids = [check_prompt(vocab, prompt) for _ in range(num_samples)]
     model.eval()
