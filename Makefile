@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   set everything up, sample from the bundled char-rnn, train one on the offline corpus, sample it
-#   make test   set everything up, lint, run the tests
+#   make test   set everything up, lint, run the tests and the benchmarks' smoke modes
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin

@@ -121,3 +121,9 @@ def test_help_no_longer_hard_codes_a_fifth():
     assert proc.returncode == 0 and "--val-frac" in proc.stdout and "20%" not in proc.stdout
     for command in ("eval", "compare"):
         assert "--val-frac" in run_zoo(command, "--help").stdout
+
+
+def test_a_fraction_that_leaves_no_validation_rows_says_so(small_corpus, tmp_path):
+    line = one_line_error(run_zoo("train", "char-rnn", "--data", str(small_corpus), "--val-frac", "1e-9", "--out", str(tmp_path / "r")))
+    assert "1e-09 of it held out" in line and " 0 validation rows" in line and "another --val-frac" in line
+    assert not (tmp_path / "r").exists()

@@ -282,8 +282,8 @@ def train(name: str | None, **options: Any) -> None:
 @cli.command("eval")
 @click.argument("model")
 @click.option("--data", help="A dataset name or text file (default: what the model was trained on).")
-@click.option("--split", type=click.Choice(["random", "tail"]), help="Validation rows (default: the model's).")
-@click.option("--val-frac", type=float, metavar="FLOAT", help="Fraction of the text held out (default: the model's, 0.2 unless chosen).")
+@click.option("--split", type=click.Choice(["random", "tail"]), help="Validation rows (default: the run's).")
+@click.option("--val-frac", type=float, metavar="FLOAT", help="Fraction of the text held out (default: the run's, 0.2 unless chosen).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | None, device: str, as_json: bool) -> None:

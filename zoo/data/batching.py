@@ -163,7 +163,8 @@ def make_batches(
     train, val = split_rows(starts, len(data), scheme, split, val_frac)
     if len(train) == 0 or len(val) == 0:
         raise ZooError(
-            f"the text ({len(data)} characters) is too short for windows of {scheme.length} with a validation split; use a longer text"
+            f"the text ({len(data)} characters) is too short for windows of {scheme.length} with {val_frac:g} of it held out: "
+            f"{len(train):,} training and {len(val):,} validation rows; use a longer text or another --val-frac"
         )
     every = scheme.targets == "every"
     return (
