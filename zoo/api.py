@@ -27,6 +27,7 @@ from zoo.data.batching import SPLITS, make_batches
 from zoo.data.sources import resolve
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError
+from zoo.fileio import read_history
 from zoo.model import build, count_params, parse_overrides, resolve_device
 from zoo.plugins import host
 from zoo.sampling import sample as _sample
@@ -44,10 +45,8 @@ class LoadedModel:
         self.vocab = vocab
         self.config = config
         self.path = path
-        self.history: list[dict[str, float]] = []
+        self.history = read_history(path)
         self.partial: dict[str, float] | None = None  # where a run stopped mid-epoch, if it did
-        if path is not None and (path / "training.json").exists():
-            self.history = read_json(path / "training.json").get("history", [])
 
     @property
     def name(self) -> str:

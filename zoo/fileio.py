@@ -53,3 +53,10 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ZooError(f"{path}: expected a JSON object")
     return data
+
+
+def read_history(run_dir: Path | None) -> list[dict[str, Any]]:
+    """The per-epoch figures a run wrote to training.json (none if it has not finished an epoch)."""
+    if run_dir is None or not (run_dir / "training.json").exists():
+        return []
+    return read_json(run_dir / "training.json").get("history", [])

@@ -63,9 +63,9 @@ def _act_backward(grad: torch.Tensor, out: torch.Tensor, act: str, into: torch.T
     return _aten.threshold_backward.grad_input(grad, out, 0, grad_input=into)
 
 
-def _gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """table[idx] for time-major idx [T, B]: [T, B, H], contiguous, a buffer of the caller's to overwrite."""
-    out = table.new_empty((*idx.shape, table.shape[1]))
+def _gather(table: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """table[idx] for time-major idx [T, B]: [T, B, H], written into `out` (contiguous) or a new buffer to overwrite."""
+    out = table.new_empty((*idx.shape, table.shape[1])) if out is None else out
     torch.index_select(table, 0, idx.reshape(-1), out=out.view(-1, table.shape[1]))
     return out
 
@@ -89,7 +89,7 @@ class _Elman(torch.autograd.Function):
             hs = prefix.new_empty((k + n, batch, hidden))
             hs[:k].copy_(prefix)
             # The input terms, gathered straight into the output; each step then adds its product in place.
-            torch.index_select(table, 0, idx.reshape(-1), out=hs[k:].view(-1, hidden))
+            _gather(table, idx, out=hs[k:])
             w_t = w_hh.t()
             for t in range(k, k + n):
                 if t == k and prod is not None:

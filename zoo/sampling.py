@@ -68,13 +68,18 @@ class Noise:
         self.generator, self.length, self.n, self.vocab = generator, length, n, vocab
         self.start, self.block = 0, torch.empty(0, n, vocab)
 
-    def at(self, k: int) -> torch.Tensor:
-        """Step k's noise, [n, vocab]; steps are asked for in order."""
+    def block_for(self, k: int) -> tuple[int, torch.Tensor]:
+        """(first step, noise [steps, n, vocab]) of the block that holds step k; steps are asked for in order."""
         if k >= self.start + len(self.block):
             self.start = k
             size = min(self.BLOCK, self.length - k)
             self.block = gumbel(torch.rand(size, self.n, self.vocab, generator=self.generator))
-        return self.block[k - self.start]
+        return self.start, self.block
+
+    def at(self, k: int) -> torch.Tensor:
+        """Step k's noise, [n, vocab]."""
+        start, block = self.block_for(k)
+        return block[k - start]
 
 
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
@@ -237,17 +242,16 @@ def _sample_fused(
     x: Any = ids[0] if n == 1 else np.full(n, ids[0])  # the character each sample's windows see next
     skip = len(ids) - 1  # steps that only read the prompt
     # Per character the loop is mostly per-call overhead, so what can be is decided once: the matmul
-    # function, and each buffer's [slot, sample, hidden] view.
+    # functions, and each buffer's [slot, sample, hidden] view (swapped with it).
     step_matmul = np.matmul if ring.size * hidden <= _NUMPY_MATMUL_MAX else _matmul
     out_matmul = np.matmul if n * hidden * vocab <= _NUMPY_MATMUL_MAX else _matmul
-    views = {id(ring): ring.reshape(slots, n, hidden), id(spare): spare.reshape(slots, n, hidden)}
+    by_slot, spare_by_slot = ring.reshape(slots, n, hidden), spare.reshape(slots, n, hidden)
     for i in range(skip + length):
         if context is not None:
             s = i % context
             ring[s * n : s * n + n] = 0.0  # the window that starts with this character
         step_matmul(ring, w_hh_t, out=spare)  # no in-place matmul: write the other buffer and swap
-        ring, spare = spare, ring
-        by_slot = views[id(ring)]
+        ring, spare, by_slot, spare_by_slot = spare, ring, spare_by_slot, by_slot
         by_slot += table[x]  # the input term: a table row, the same for every window of a sample
         if relu:
             np.maximum(ring, 0.0, out=ring)
@@ -264,8 +268,8 @@ def _sample_fused(
             x = logits.argmax(-1)
         else:
             if k >= g_end:  # the next block of noise, as NumPy rows
-                noise.at(k)
-                g_start, g_block = noise.start, noise.block.numpy()[:, 0] if n == 1 else noise.block.numpy()
+                g_start, block = noise.block_for(k)
+                g_block = block.numpy()[:, 0] if n == 1 else block.numpy()
                 g_end = g_start + len(g_block)
             if top_k is None:  # _pick_np's steps, inlined: per character, call overhead is most of the cost
                 logits /= t32

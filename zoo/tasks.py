@@ -539,16 +539,14 @@ class TaskModel:
     """A trained model of a table task with its config: predict, evaluate; what zoo.load returns for one."""
 
     def __init__(self, spec: ModelSpec, model: nn.Module, config: dict[str, Any], path: Path | None = None) -> None:
-        from zoo.checkpoint import read_json
+        from zoo.fileio import read_history
 
         self.spec = spec
         self.task = table_task(spec)
         self.model = model
         self.config = config
         self.path = path
-        self.history: list[dict[str, float]] = []
-        if path is not None and (path / "training.json").exists():
-            self.history = read_json(path / "training.json").get("history", [])
+        self.history = read_history(path)
 
     @property
     def name(self) -> str:
