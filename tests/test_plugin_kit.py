@@ -82,6 +82,7 @@ BROKEN = [
     ("state-not-batch-first", {"builder": "_kit_models:StateNotBatchFirst"}, "step", "first dimension of every state tensor", "forward"),
     ("noisy-step", {"builder": "_kit_models:NoisyStep"}, "sampling", "same seed differ", "forward"),
     ("unused-layer", {"builder": "_kit_models:UnusedLayer"}, "train_step", r"no gradient.*unused\.weight", "forward"),
+    ("fused-loss-wrong", {"builder": "_kit_models:FusedLossWrong"}, "train_step", r"forward\(x, targets=y\) gives loss", "forward"),
     ("huge-lr", {"recipe": (zoo.Stage(lr=1e3, epochs=1),)}, "train_step", "did not lower the loss", "forward"),
     ("python-random-init", {"builder": "_kit_models:PythonRandomInit"}, "build", "same torch seed differ", "forward"),
     ("hidden-tensor", {"builder": "_kit_models:HiddenTensor"}, "save_load", "outputs differ", "strict_load"),

@@ -126,3 +126,22 @@ def test_bench_plain_models_start_from_zoos_weights_and_compute_the_same():
         assert all(torch.equal(zs[k], ps[k]) for k in zs), name
         x = torch.randint(0, 85, (4, spec.batching.length))
         torch.testing.assert_close(zoo_model(x), plain(x), rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("name", LESSON)
+def test_forward_with_targets_is_the_lessons_loss_with_the_same_gradients(name):
+    """model(x, targets=y), what the trainer calls, equals cross-entropy on the lesson's code, gradients included."""
+    from zoo.trainer import uses_fused_loss
+
+    spec = registry.get_model(name)
+    torch.manual_seed(0)
+    model = build(spec, 85).double()
+    assert uses_fused_loss(model)
+    x = torch.randint(0, 85, (6, spec.batching.length))
+    y = torch.randint(0, 85, x.shape if spec.batching.targets == "every" else x.shape[:1])
+    logits = model.lesson_forward(x)
+    fused, lesson = model(x, targets=y), F.cross_entropy(logits.reshape(-1, 85), y.reshape(-1))
+    torch.testing.assert_close(fused, lesson, rtol=1e-10, atol=1e-10)
+    params = list(model.parameters())
+    for p, a, b in zip(model.named_parameters(), torch.autograd.grad(fused, params), torch.autograd.grad(lesson, params)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {p[0]}")

@@ -9,7 +9,10 @@ A character language model (task "char-lm") is a `torch.nn.Module` with:
 - `step(x, state)`: x is a LongTensor [batch] of one character each; returns
   (logits [batch, vocab], new state). The sampler uses it to carry the state forward
   one character at a time instead of re-running the whole window;
-- optionally `fused()`: a `FusedRnn` (or None), the fast form the sampler uses on the CPU.
+- optionally `fused()`: a `FusedRnn` (or None), the fast form the sampler uses on the CPU;
+- optionally the class attribute `fused_loss = True` (stateless models): then `forward(x, targets=y)`
+  returns the mean cross-entropy of its predictions against y, and the trainer trains through it,
+  which lets a model fuse its output layer with the loss (`zoo.losses.linear_cross_entropy`).
 
 How many characters one prediction sees (the window length, or unlimited for models that
 carry their state across batches) comes from the batching scheme saved in config.json.

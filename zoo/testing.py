@@ -72,7 +72,9 @@ step         init_state(batch) is batch-first; step(x, state) gives logits [batc
              (for "windows" batching and stateful models), with step() and with the sampler's
              fast form of the model if it has one
 train_step   one step of the spec's optimiser at the recipe's first learning rate lowers the loss on
-             a fixed batch, and every trainable parameter gets a gradient
+             a fixed batch, and every trainable parameter gets a gradient; a model with
+             `fused_loss` returns from forward(x, targets=y) the cross-entropy of its logits, with
+             the same gradients, and is trained that way (as the trainer does)
 save_load    weights saved as safetensors and loaded into a differently seeded model give an
              identical state dict and identical outputs
 strict_load  loading rejects a tensor of the wrong shape and a missing tensor, naming it, and
@@ -466,7 +468,7 @@ class _Checker:
     def check_train_step(self) -> None:
         import torch
 
-        from zoo.trainer import loss_fn, make_optimizer
+        from zoo.trainer import loss_fn, make_optimizer, uses_fused_loss
 
         model = self.build()
         x, y = self.batch(rows=32, seed=1)
@@ -476,7 +478,10 @@ class _Checker:
         with torch.no_grad():
             before = loss_fn(self.logits(model, x), y).item()
         model.train()
-        loss = loss_fn(self.logits(model, x), y)
+        fused = uses_fused_loss(model)
+        if fused:
+            self._check_fused_loss(model, x, y)
+        loss = model(x, targets=y) if fused else loss_fn(self.logits(model, x), y)
         extra = getattr(model, "extra_loss", None)  # a regulariser the model computes in forward, as the trainer adds it
         opt.zero_grad()
         (loss if extra is None else loss + extra).backward()
@@ -489,6 +494,29 @@ class _Checker:
             after = loss_fn(self.logits(model, x), y).item()
         if not math.isfinite(after) or not after < before:
             _fail(f"one {self.spec.optimizer} step at lr {lr:g} did not lower the loss on a fixed batch ({before:.5f} -> {after:.5f})")
+
+    def _check_fused_loss(self, model: Any, x: Any, y: Any) -> None:
+        """forward(x, targets=y) must be the loss the trainer would compute from forward(x), gradients included."""
+        import torch
+
+        from zoo.trainer import loss_fn
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        torch.manual_seed(0)  # the same dropout masks, if any, for both calls
+        fused = model(x, targets=y)
+        if not (isinstance(fused, torch.Tensor) and fused.dim() == 0):
+            _fail(f"forward(x, targets=y) of a model with fused_loss must return the loss, a scalar; got {type(fused).__name__}")
+        torch.manual_seed(0)
+        plain = loss_fn(self.logits(model, x), y)
+        if not torch.allclose(fused.float(), plain.float(), rtol=1e-4, atol=1e-5):
+            _fail(f"forward(x, targets=y) gives loss {fused.item():.6f} but cross-entropy of forward(x) is {plain.item():.6f}")
+        grads = torch.autograd.grad(fused, params, allow_unused=True)
+        refs = torch.autograd.grad(plain, params, allow_unused=True)
+        for (name, _), a, b in zip([(n, p) for n, p in model.named_parameters() if p.requires_grad], grads, refs):
+            a = torch.zeros_like(b) if a is None and b is not None else a
+            b = torch.zeros_like(a) if b is None and a is not None else b
+            if a is not None and not torch.allclose(a, b, rtol=1e-3, atol=1e-5):
+                _fail(f"forward(x, targets=y) gives {name} another gradient than cross-entropy of forward(x)")
 
     def check_save_load(self) -> None:
         import torch

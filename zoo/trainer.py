@@ -11,6 +11,7 @@ zoo_on_train_end; Python callers can pass `callbacks` with the same method names
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import signal
 import sys
@@ -69,6 +70,16 @@ class TrainState:
         for key in self.FIELDS:
             if key in saved:  # checkpoints from before a field existed lack it
                 setattr(self, key, saved[key])
+
+
+def uses_fused_loss(model: nn.Module) -> bool:
+    """Whether `model(x, targets=y)` returns the mean cross-entropy itself (see zoo.model): stateless models only.
+
+    The forward must take `targets` too, so a subclass that overrides forward(x) alone is trained the plain way.
+    """
+    if not getattr(model, "fused_loss", False) or getattr(model, "stateful", False):
+        return False
+    return "targets" in inspect.signature(model.forward).parameters
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -215,6 +226,8 @@ class Trainer:
         self.quiet = quiet
         self.task = task if task is not None else _tasks.get("char-lm")  # loss, metrics, table columns
         self.opt = make_optimizer(optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
+        # A model that computes its own cross-entropy from targets (zoo.model: `fused_loss`) is called that way.
+        self.fused_loss = self.task.name == "char-lm" and uses_fused_loss(model)
         self.state = TrainState()
         self.carried: Any = None  # a stateful model's hidden state between batches
 
@@ -323,8 +336,12 @@ class Trainer:
         for x, y in batches.epoch(self.seed, st.epoch, st.step, rank=self.dist.rank, world=self.dist.world):
             x, y = _tasks.to_device(x, self.device), y.to(self.device, non_blocking=True)
             with _autocast(self.device, self.amp):
-                logits, self.carried = forward(self.model, x, self.carried, self.net)
-            loss = self.task.loss(logits, y)
+                if self.fused_loss:
+                    loss = self.net(x, targets=y)
+                else:
+                    logits, self.carried = forward(self.model, x, self.carried, self.net)
+            if not self.fused_loss:
+                loss = self.task.loss(logits, y)
             extra = getattr(self.model, "extra_loss", None)  # e.g. AWD-LSTM's activation regularisation
             self.opt.zero_grad(set_to_none=True)
             (loss if extra is None else loss + extra).backward()

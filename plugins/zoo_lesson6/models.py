@@ -22,15 +22,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.losses import linear_cross_entropy
 from zoo.model import FusedRnn
 from zoo.recurrence import autocast_inputs, elman, relu_tanh
 
 
 class _Recurrent(nn.Module):
-    """What the sampler needs, shared: a zero state and the output head."""
+    """What the trainer and the sampler need, shared: the output head, a zero state and a step."""
 
     n_hidden: int
     l_out: nn.Linear
+    fused_loss = True  # forward(x, targets) returns the loss, with the output layer fused into it
+
+    def head(self, h: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """The logits of states h, or with targets (paired position for position) the mean cross-entropy."""
+        if targets is None:
+            return self.l_out(h)
+        return linear_cross_entropy(h, self.l_out.weight, self.l_out.bias, targets)
 
     def init_state(self, batch_size: int) -> torch.Tensor:
         return self.l_out.weight.new_zeros(batch_size, self.n_hidden)
@@ -58,9 +66,9 @@ class _AddedInput(_Recurrent):
         """Row c is W_h relu(W_in e(c)) + b_h: what character c adds to W_h h inside the tanh."""
         return self.l_hidden(F.relu(self.l_in(self.e.weight)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         table, w_hh = autocast_inputs(self.input_table(), self.l_hidden.weight)
-        return self.l_out(elman(table, x.t(), w_hh, last_only=True))
+        return self.head(elman(table, x.t(), w_hh, last_only=True), targets)
 
     @torch.no_grad()
     def fused(self) -> FusedRnn:
@@ -160,12 +168,12 @@ class CharLoopConcatModel(_Recurrent):
             h = self.advance(x[:, t], h)
         return self.l_out(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         # l_in(cat(h, e)) = W_in[:, :H] h + (W_in[:, H:] e + b_in): the second term is a table row.
         w_h, w_e = self.l_in.weight[:, : self.n_hidden], self.l_in.weight[:, self.n_hidden :]
         table = F.linear(self.e.weight, w_e, self.l_in.bias)
         table, w_h, w_hid, b_hid = autocast_inputs(table, w_h, self.l_hidden.weight, self.l_hidden.bias)
-        return self.l_out(relu_tanh(table, x.t(), w_h, w_hid, b_hid, last_only=True))
+        return self.head(relu_tanh(table, x.t(), w_h, w_hid, b_hid, last_only=True), targets)
 
 
 class CharRnn(_TorchRnn):
@@ -186,8 +194,8 @@ class CharRnn(_TorchRnn):
         outp, _ = self.rnn(self.e(x), self.init_state(x.shape[0])[None])
         return self.l_out(outp[:, -1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.l_out(self.hidden_states(x, last_only=True))
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.hidden_states(x, last_only=True), targets)
 
 
 class CharSeqRnn(_TorchRnn):
@@ -218,9 +226,12 @@ class CharSeqRnn(_TorchRnn):
         outp, _ = self.rnn(self.e(x), self.init_state(x.shape[0])[None])
         return self.l_out(outp)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         if x.is_cuda:
-            return self.l_out(self.hidden_states(x))
+            return self.head(self.hidden_states(x), targets)
         table, w_hh = autocast_inputs(self.input_table(), self.rnn.weight_hh_l0)
+        hs = elman(table, x.t(), w_hh, act=self.rnn.nonlinearity)  # time-major: [T, B, H]
+        if targets is not None:
+            return self.head(hs, targets.t())
         # The output layer on the time-major states, then transposed: cheaper than transposing the states.
-        return self.l_out(elman(table, x.t(), w_hh, act=self.rnn.nonlinearity)).transpose(0, 1)
+        return self.l_out(hs).transpose(0, 1)

@@ -1,0 +1,66 @@
+"""zoo.losses.linear_cross_entropy against F.cross_entropy(F.linear(...)): same loss, same gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoo.losses import linear_cross_entropy
+
+
+def _inputs(shape: tuple[int, ...], vocab: int = 7, hidden: int = 5, dtype=torch.float64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(*shape, hidden, generator=g, dtype=dtype, requires_grad=True)
+    w = (3 * torch.randn(vocab, hidden, generator=g, dtype=dtype)).requires_grad_()  # large logits: tests the shift
+    b = torch.randn(vocab, generator=g, dtype=dtype, requires_grad=True)
+    y = torch.randint(0, vocab, shape, generator=g)
+    return h, w, b, y
+
+
+def _reference(h, w, b, y):
+    logits = F.linear(h, w, b)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+@pytest.mark.parametrize("shape", [(1,), (6,), (3, 4)])
+def test_loss_and_gradients_match_the_plain_expression(shape):
+    h, w, b, y = _inputs(shape)
+    fused, ref = linear_cross_entropy(h, w, b, y), _reference(h, w, b, y)
+    torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+    for a, r in zip(torch.autograd.grad(fused, (h, w, b)), torch.autograd.grad(ref, (h, w, b))):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *a: linear_cross_entropy(*a, y), (h, w, b))
+
+
+def test_a_scaled_loss_scales_the_gradients():
+    h, w, b, y = _inputs((4, 2))
+    (g_fused,) = torch.autograd.grad(0.25 * linear_cross_entropy(h, w, b, y), (w,))
+    (g_ref,) = torch.autograd.grad(0.25 * _reference(h, w, b, y), (w,))
+    torch.testing.assert_close(g_fused, g_ref)
+
+
+def test_huge_logits_give_a_finite_loss():
+    h, w, b, y = _inputs((8,))
+    with torch.no_grad():
+        w *= 1e3  # exp of the raw logits would overflow float64
+    loss = linear_cross_entropy(h, w, b, y)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss, _reference(h, w, b, y))
+
+
+def test_float32_matches_and_the_input_is_not_modified():
+    h, w, b, y = _inputs((5, 3), vocab=85, hidden=16, dtype=torch.float32)
+    before = h.detach().clone()
+    torch.testing.assert_close(linear_cross_entropy(h, w, b, y), _reference(h, w, b, y), rtol=1e-5, atol=1e-5)
+    assert torch.equal(h.detach(), before)
+
+
+def test_other_dtypes_and_autocast_take_the_plain_path():
+    h, w, b, y = _inputs((4,), dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(h, w, b, y)
+    assert loss.dtype == torch.float32  # the loss is computed in float32 from bfloat16 logits
+    torch.testing.assert_close(loss, _reference(h, w, b, y), rtol=0.05, atol=0.05)
+    loss.backward()
+    assert h.grad is not None and torch.isfinite(h.grad).all()

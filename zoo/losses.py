@@ -1,0 +1,64 @@
+"""The output layer and the cross-entropy loss as one autograd function, for training on the CPU.
+
+Why: written as `F.cross_entropy(F.linear(h, w, b), y)`, autograd records the logits, their
+log-softmax, the loss, and going backward the gradient of each in turn, in [rows, vocab] layout
+where every softmax reduces over a short row of ~85 classes. Here the forward computes the logits
+class-major ([vocab, rows]: the faster layout for this matrix product, and one where the softmax
+reductions run along long contiguous rows), turns them into the loss and, in the same buffer,
+into the gradient of the logits, softmax - onehot(y), so the backward is the two matrix products
+and a sum. Same loss, same gradients (tests/test_losses.py checks both in float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets):
+        rows = targets.numel()
+        h2 = h.reshape(rows, h.shape[-1])
+        with torch.autocast("cpu", enabled=False):
+            grad = torch.addmm(bias[:, None], weight, h2.t())  # the logits, [vocab, rows]
+            g = grad.numpy()
+            cols = np.arange(rows)
+            t = targets.reshape(-1).numpy()
+            g -= g.max(axis=0)  # shifted so exp cannot overflow; the softmax is unchanged
+            picked = g[t, cols]
+            np.exp(g, out=g)
+            total = g.sum(axis=0)
+            loss = float(np.mean(np.log(total) - picked))
+            g *= 1.0 / (total * rows)  # d mean loss / d logits = (softmax - onehot) / rows
+            g[t, cols] -= 1.0 / rows
+        ctx.save_for_backward(h2, weight, grad)
+        ctx.h_shape = h.shape
+        return h.new_tensor(loss)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        h2, weight, grad = ctx.saved_tensors
+        with torch.autocast("cpu", enabled=False):
+            if grad_loss.item() != 1.0:  # scaled (e.g. a weighted sum of losses); 1.0 from a plain .backward()
+                grad = grad * grad_loss.to(grad.dtype)
+            grad_h = (grad.t() @ weight).view(ctx.h_shape) if ctx.needs_input_grad[0] else None
+            grad_w = grad @ h2 if ctx.needs_input_grad[1] else None
+            grad_b = grad.sum(1) if ctx.needs_input_grad[2] else None
+        return grad_h, grad_w, grad_b, None
+
+
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`F.cross_entropy(F.linear(h, weight, bias), targets)`, the mean over every target, computed faster on the CPU.
+
+    h [..., hidden] pairs position for position with targets [...] (class indices); weight [vocab, hidden].
+    Elsewhere (other devices, half precision) it is that expression, in float32.
+    """
+    fast = h.device.type == "cpu" and h.dtype in (torch.float32, torch.float64) and weight.dtype == h.dtype == bias.dtype
+    if fast and not torch.is_autocast_enabled("cpu"):
+        return _LinearCrossEntropy.apply(h, weight, bias, targets.contiguous())
+    logits = F.linear(h, weight, bias)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
