@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lesson6 import DEFAULT_DATA, machine
+from lesson6 import DATA_HELP, default_data, machine
 
 import zoo
 from zoo import registry
@@ -110,7 +110,7 @@ def print_table(rows: list[dict[str, Any]], goal: float, val_frac: float) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=DEFAULT_DATA, help=f"corpus: a text file or a zoo dataset name (default {DEFAULT_DATA})")
+    parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--models", default=MODELS, help=f"comma-separated fnmatch patterns (default {MODELS})")
     parser.add_argument("--budget", type=float, default=1800.0, help="seconds of training per model (default 1800)")
     parser.add_argument("--val-frac", type=float, default=0.1, help="the held-out tail's share of the text (default 0.1)")
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON")
     parser.add_argument("--smoke", action="store_true", help="CI check: the first 30,000 characters, a few seconds per model")
     args = parser.parse_args(argv)
+    args.data = args.data or default_data(args.smoke)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [s.name for s in registry.list_models() if any(fnmatch.fnmatchcase(s.name, p) for p in args.models.split(","))]

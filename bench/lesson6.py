@@ -54,7 +54,17 @@ BATCH_SIZE = 512
 VAL_FRAC = 0.2
 SMOKE_CHARS = 30_000
 SHARED_NIETZSCHE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nietzsche.txt"
-DEFAULT_DATA = str(SHARED_NIETZSCHE) if SHARED_NIETZSCHE.exists() else "nietzsche"
+DATA_HELP = (
+    "corpus: a text file or a zoo dataset name (default: ../shared's nietzsche.txt, else the nietzsche dataset; smoke: pydoc-topics)"
+)
+
+
+def default_data(smoke: bool) -> str:
+    """The lesson's corpus from ../shared when it is there; else the nietzsche dataset (downloaded once), or in smoke
+    mode the offline pydoc-topics, so that the smoke runs never need the network."""
+    if SHARED_NIETZSCHE.exists():
+        return str(SHARED_NIETZSCHE)
+    return "pydoc-topics" if smoke else "nietzsche"
 
 
 @dataclass
@@ -310,7 +320,7 @@ def problems(results: list[ModelResult], smoke: bool, skip_plain: bool) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=DEFAULT_DATA, help=f"corpus: a text file or a zoo dataset name (default {DEFAULT_DATA})")
+    parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--models", default="*", help="fnmatch pattern of model names (default: all lesson models)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-plain", action="store_true", help="train only with zoo (no plain loop, no ratio)")
@@ -320,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, help="torch.set_num_threads (default: torch's own, or 1 with --smoke; 1 is steadier on a busy machine)"
     )
     args = parser.parse_args(argv)
+    args.data = args.data or default_data(args.smoke)
     threads = args.threads if args.threads is not None else (1 if args.smoke else None)
     if threads is not None:
         torch.set_num_threads(threads)

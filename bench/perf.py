@@ -54,7 +54,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lesson6 import BATCH_SIZE, DEFAULT_DATA, VAL_FRAC, fmt, is_lesson_model, kilo, lesson_model, machine, run_plain, run_zoo, warm_up
+from lesson6 import (
+    BATCH_SIZE,
+    DATA_HELP,
+    VAL_FRAC,
+    default_data,
+    fmt,
+    is_lesson_model,
+    kilo,
+    lesson_model,
+    machine,
+    run_plain,
+    run_zoo,
+    warm_up,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 import zoo
@@ -425,7 +438,7 @@ def goals(report: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=DEFAULT_DATA, help=f"corpus: a text file or a zoo dataset name (default {DEFAULT_DATA})")
+    parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--models", default="*", help="fnmatch pattern of lesson model names, for train and memory (default: all)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads, here and in the memory runs (default 1)")
@@ -435,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON to OUT")
     parser.add_argument("--smoke", action="store_true", help="CI check: few steps and repeats; memory for char-rnn on the slice only")
     args = parser.parse_args(argv)
+    args.data = args.data or default_data(args.smoke)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not sections or any(s not in SECTIONS for s in sections):
         print(f"--sections: choose from {', '.join(SECTIONS)}", file=sys.stderr)
@@ -449,18 +463,21 @@ def main(argv: list[str] | None = None) -> int:
     if not specs:
         print(f"no lesson model matches {args.models!r}", file=sys.stderr)
         return 2
-    try:
-        text = resolve(args.data, "nietzsche").read_text()
-    except ZooError as exc:
-        print(f"--data {args.data}: {exc}", file=sys.stderr)
-        return 2
+    text = ""
+    if {"train", "memory"} & set(sections):  # the others need no corpus
+        try:
+            text = resolve(args.data, "nietzsche").read_text()
+        except ZooError as exc:
+            print(f"--data {args.data}: {exc}", file=sys.stderr)
+            return 2
 
     info = machine()
     print(
         f"machine: {info['cpu_count']} CPUs ({info['cpu']}), torch {info['torch']} with {torch.get_num_threads()} thread(s), "
         f"python {info['python']}, zoo {info['zoo']}, {info['date']}; {load()}"
     )
-    print(f"data: {args.data}: {len(text):,} chars; seed {args.seed}; {'smoke' if args.smoke else 'full'} mode")
+    corpus = f"data: {args.data}: {len(text):,} chars; " if text else ""
+    print(f"{corpus}seed {args.seed}; {'smoke' if args.smoke else 'full'} mode")
     report: dict[str, Any] = {"machine": info, "threads": torch.get_num_threads(), "smoke": args.smoke, "plan": plan, "errors": {}}
     loads = {}
     with tempfile.TemporaryDirectory(prefix="perf-data-") as tmp:
