@@ -100,7 +100,7 @@ def bundle(name: str, run: Path) -> Path:
     atomic_write_json(folder / "run.json", record)
     if BUNDLES[name].half:
         store_half(folder / "model.safetensors")
-    write_card(folder, repo_id=f"{HUB_OWNER}/{name}", license="mit")
+    write_card(folder, repo_id=f"{HUB_OWNER}/{name}", license="mit", bundled=True)
     return folder
 
 

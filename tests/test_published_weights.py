@@ -50,3 +50,16 @@ def test_list_pretrained_shows_the_lesson_models_with_their_loss():
     for name in LESSON:
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(name + " "))
         assert f"yes ({ENTRIES[name].metric('val_loss').value:.3f})" in line
+
+
+@pytest.mark.parametrize(("name", "half"), [("char-rnn", False), ("char-awd-lstm", True)])
+def test_bundled_cards_say_how_to_use_them_offline_and_how_they_are_stored(name, half):
+    """The shipped README.md is what card_text writes (registry hash), and it tells the truth about the files."""
+    from zoo.card import card_text
+
+    entry = published.load()[name]
+    folder = published.bundled_path(entry)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert card == card_text(folder, repo_id=entry.repo, license=entry.license, bundled=True)
+    assert f"`zoo sample {name} " in card and f"zoo pull {entry.repo}" in card
+    assert ("stored in float16" in card) is half
