@@ -36,3 +36,12 @@ def test_compare_cli_json(small_corpus, tmp_path):
     assert rows[0]["params"] > 0 and rows[0]["reference"] == 1.547
     bad = run_zoo("compare", "nothing*", "--budget", "1")
     assert bad.returncode != 0 and "no character models match" in bad.stderr
+
+
+def test_compare_records_its_schedule_compactly_and_resumes_from_it(small_corpus, tmp_path):
+    """Compare asks for 1,000 epochs (its budget ends training); run.json says so without a 1,000-entry list."""
+    out = tmp_path / "c"
+    (entry,) = compare.compare("char-rnn", budget=0.4, data=str(small_corpus), device="cpu", out=out)
+    assert len(entry.curve) == compare.CHUNKS  # every chunk after the first resumed the run from its run.json
+    options = json.loads((out / "char-rnn" / "run.json").read_text())["options"]
+    assert options["epoch_lrs"] == [1e-3] and options["epochs"] == 1000

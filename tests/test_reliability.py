@@ -27,11 +27,12 @@ from helpers import run_zoo
 from hubserver import start_hub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import zoo
 from zoo import published
-from zoo.checkpoint import find_checkpoint
+from zoo.checkpoint import VOCAB_METADATA, find_checkpoint, vocab_sha256
 from zoo.cli import main as zoo_main
 from zoo.errors import ZooError
 from zoo.model import coerce, parse_overrides
@@ -130,6 +131,7 @@ def test_a_file_too_short_for_one_batch(capsys, tmp_path, text, model, extra):
         (["--set", "n_fac=-1"], "cannot be built with the hyper-parameters"),
         (["--set", "n_hidden=1.5"], "n_hidden=1.5: expected an int"),
         (["--set", "dropout=0.5"], "has no hyper-parameter 'dropout'"),
+        (["--seed", str(2**70)], "--seed must be at most"),  # too big for the shuffle's generator
     ],
 )
 def test_bad_training_values_write_nothing(capsys, tmp_path, corpus, args, needle):
@@ -175,6 +177,64 @@ def test_the_sampling_api_refuses_a_temperature_that_is_not_a_number(reference):
             m.sample("the ", 5, temperature=t)
 
 
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"val_frac": "abc"}, "--val-frac must be a number between 0 and 1 (exclusive), got 'abc'"),
+        ({"val_frac": True}, "--val-frac must be a number"),
+        ({"epochs": "2"}, "--epochs must be a whole number, got '2'"),
+        ({"epochs": 1.5}, "--epochs must be a whole number, got 1.5"),
+        ({"epochs": True}, "--epochs must be a whole number, got True"),
+        ({"lr": "fast"}, "--lr must be a positive number, got 'fast'"),
+        ({"lr": -1}, "--lr must be a positive number, got -1"),
+        ({"batch_size": "64"}, "--batch-size must be a whole number"),
+        ({"batch_size": 0}, "--batch-size must be at least 1, got 0"),
+        ({"seed": "s"}, "--seed must be a whole number"),
+        ({"seed": -(2**60)}, "--seed must be at least"),
+        ({"max_steps": 2.5}, "--max-steps must be a whole number"),
+        ({"max_seconds": "1m"}, "--budget must be a positive number, got '1m'"),
+        ({"max_seconds": float("nan")}, "--budget must be a positive number, got nan"),
+        ({"max_seconds": 0}, "--budget must be a positive number, got 0"),
+    ],
+)
+def test_the_training_api_refuses_bad_numbers_with_one_line(tmp_path, corpus, kwargs, needle):
+    """The CLI's click types check these; a Python caller has only zoo's own checks (a TypeError before)."""
+    out = tmp_path / "run"
+    with pytest.raises(ZooError) as info:
+        zoo.train("char-rnn", data=str(corpus), out=out, overrides=TINY, quiet=True, **kwargs)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": "3"}, {"max_steps": "x"}, {"val_frac": [0.2]}])
+def test_resuming_through_the_api_refuses_bad_numbers(reference, kwargs):
+    before = snapshot(reference)
+    with pytest.raises(ZooError, match="must be a (whole )?number"):
+        zoo.train(resume=reference, quiet=True, **kwargs)
+    assert snapshot(reference) == before
+
+
+def test_evaluating_and_sampling_through_the_api_refuse_bad_numbers(reference):
+    m = zoo.load(reference)
+    cases = [
+        (lambda: zoo.evaluate(reference, val_frac="abc"), "--val-frac must be a number"),
+        (lambda: m.evaluate(val_frac=None, batch_size="big"), "--batch-size must be a whole number"),
+        (lambda: m.evaluate(batch_size=0), "--batch-size must be at least 1"),
+        (lambda: m.sample("the ", "5"), "--length must be a whole number"),
+        (lambda: m.sample("the ", 5, temperature="hot"), "--temperature must be a number, zero or more, got 'hot'"),
+        (lambda: m.sample("the ", 5, top_k="3"), "--top-k must be a whole number"),
+        (lambda: m.sample("the ", 5, top_k=0), "--top-k must be at least 1"),
+        (lambda: m.sample("the ", 5, seed=1.5), "--seed must be a whole number"),
+        (lambda: m.sample("the ", 5, num_samples=2.0), "--num-samples must be a whole number"),
+        (lambda: m.sample(42, 5), "the prompt must be a string"),
+    ]
+    for call, needle in cases:
+        with pytest.raises(ZooError) as info:
+            call()
+        assert needle in str(info.value), needle
+    assert m.sample("the ", 5, seed=1, top_k=3) == m.sample("the ", 5, seed=1, top_k=3)  # good values still work
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Broken weights: `zoo sample DIR` and `zoo eval DIR` say what is wrong in one line
 # ---------------------------------------------------------------------------------------------------------------------
@@ -196,6 +256,13 @@ def _edit_config(change):
         (d / "config.json").write_text(json.dumps(config))
 
     return edit
+
+
+def _swap_two_chars(config: dict) -> None:
+    """The same size, so every tensor fits; but 'e' and 't' now mean each other."""
+    vocab = config["vocab"]
+    i, j = vocab.index("e"), vocab.index("t")
+    vocab[i], vocab[j] = vocab[j], vocab[i]
 
 
 def _resize_tensor(d: Path) -> None:
@@ -220,6 +287,7 @@ BROKEN = {
     "config lacks vocab": (_edit_config(lambda c: c.pop("vocab")), "config.json: lacks the key 'vocab'"),
     "tensor of the wrong shape": (_resize_tensor, "wrong shape rnn.weight_hh_l0 (17, 17) (expected (16, 16))"),
     "vocab lacks a char": (_edit_config(lambda c: c["vocab"].remove("e")), "weights do not fit the model: wrong shape e.weight"),
+    "vocab with two chars swapped": (_edit_config(_swap_two_chars), "model.safetensors: these weights were trained on another vocabulary"),
     "vocab without padding": (_edit_config(lambda c: c["vocab"].pop(0)), "config.json: a vocabulary must start with the \\0"),
     "vocab with a duplicate": (_edit_config(lambda c: c["vocab"].append("e")), "config.json: a vocabulary must be distinct"),
     "model not installed": (
@@ -261,6 +329,32 @@ def test_broken_weights_are_one_line_each(capsys, broken_dirs, case, command):
     assert BROKEN[case][1] in line, line
     assert str(d) in line  # it names the file or folder at fault
     assert snapshot(d) == before  # nothing written, nothing deleted
+
+
+def test_weights_carry_their_vocabulary_and_refuse_another_of_the_same_size(reference, tmp_path):
+    vocab = json.loads((reference / "config.json").read_text())["vocab"]
+    ours = vocab_sha256(vocab)
+    for weights in (reference / "model.safetensors", reference / "checkpoint" / "model.safetensors"):
+        with safe_open(str(weights), "pt") as f:
+            assert f.metadata()[VOCAB_METADATA] == ours
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(reference, swapped)
+    _edit_config(_swap_two_chars)(swapped)
+    theirs = vocab_sha256(json.loads((swapped / "config.json").read_text())["vocab"])
+    assert theirs != ours
+    with pytest.raises(ZooError) as info:
+        zoo.load(swapped)
+    assert f"sha256 {ours[:16]}" in str(info.value) and f"sha256 {theirs[:16]}" in str(info.value)  # it names both
+    with pytest.raises(ZooError, match="checkpoint/model.safetensors: these weights were trained on another vocabulary"):
+        zoo.train(resume=swapped, epochs=3, quiet=True)
+
+    # Weights saved before the fingerprint (as the bundled ones were) load as before, whatever the vocabulary.
+    for weights in (swapped / "model.safetensors", reference / "model.safetensors"):
+        plain = tmp_path / "plain" / weights.parent.name
+        shutil.copytree(weights.parent, plain)
+        save_file(load_file(weights), plain / "model.safetensors", metadata={"format": "pt"})
+        assert zoo.load(plain).sample("the ", 5, seed=0) is not None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -491,17 +585,15 @@ def test_a_failing_disk_keeps_the_last_checkpoint_and_resume_is_exact(monkeypatc
 
 
 def test_a_crash_mid_epoch_then_resume_equals_an_uninterrupted_run(monkeypatch, tmp_path, corpus, reference):
-    import zoo.trainer
+    real_zero_grad, calls = torch.optim.Adam.zero_grad, [0]
 
-    real_loss, calls = zoo.trainer.loss_fn, [0]
-
-    def crashing_loss(logits, y):
+    def crashing_zero_grad(opt, *args, **kwargs):  # the trainer calls it once a batch, between forward and backward
         calls[0] += 1
         if calls[0] == EPOCH_BATCHES + 30:  # batch 30 of epoch 2
             raise RuntimeError("simulated crash (e.g. a driver error)")
-        return real_loss(logits, y)
+        return real_zero_grad(opt, *args, **kwargs)
 
-    monkeypatch.setattr(zoo.trainer, "loss_fn", crashing_loss)
+    monkeypatch.setattr(torch.optim.Adam, "zero_grad", crashing_zero_grad)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
         zoo.train("char-rnn", out=out, **run_kwargs(corpus))
@@ -513,18 +605,18 @@ def test_a_crash_mid_epoch_then_resume_equals_an_uninterrupted_run(monkeypatch, 
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-import zoo.trainer
+import torch
 from zoo.cli import main
 
 where, n = sys.argv[1], int(sys.argv[2])
 calls, swaps = [0], [0]
-real_loss, real_replace = zoo.trainer.loss_fn, os.replace
+real_zero_grad, real_replace = torch.optim.Adam.zero_grad, os.replace
 
-def loss_fn(logits, y):  # SIGKILL at batch n of the whole run
+def zero_grad(opt, *args, **kwargs):  # SIGKILL at batch n of the whole run (the trainer calls it once a batch)
     calls[0] += 1
     if where == "mid-epoch" and calls[0] == n:
         os.kill(os.getpid(), signal.SIGKILL)
-    return real_loss(logits, y)
+    return real_zero_grad(opt, *args, **kwargs)
 
 def replace(src, dst):  # SIGKILL at the n-th checkpoint swap: the old one moved aside, the new one not yet in place
     if where == "mid-swap" and Path(dst).name == "checkpoint":
@@ -533,7 +625,7 @@ def replace(src, dst):  # SIGKILL at the n-th checkpoint swap: the old one moved
             os.kill(os.getpid(), signal.SIGKILL)
     return real_replace(src, dst)
 
-zoo.trainer.loss_fn, os.replace = loss_fn, replace
+torch.optim.Adam.zero_grad, os.replace = zero_grad, replace
 main(sys.argv[3:])
 """
 
@@ -551,6 +643,28 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, corpus, refer
     zoo.train(resume=out, device="cpu", quiet=True)
     assert_same_weights(out, reference)
     assert (out / "checkpoint" / "state.json").exists() and not (out / ".checkpoint.old").exists()
+    assert _leftovers(out) == []  # the complete new folder the kill kept from its swap is gone too
+
+
+def test_the_next_checkpoint_removes_stale_temporary_folders_and_nothing_else(tmp_path, corpus):
+    out = tmp_path / "run"
+    zoo.train("char-rnn", out=out, **{**run_kwargs(corpus), "max_steps": 2})
+    stale = out / ".checkpoint.k1ll3d_x"  # mkdtemp's pattern: as a SIGKILL mid-swap leaves it
+    shutil.copytree(out / "checkpoint", stale)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.txt").write_text("keep")
+    kept = [out / ".checkpoint.notmine1", out / ".checkpoint.notes", out / ".checkpoint.k1ll3d_x2", out / ".checkpoint.link0000"]
+    kept[0].write_text("a file, not a folder zoo made")
+    kept[1].mkdir()
+    kept[2].mkdir()
+    kept[3].symlink_to(precious, target_is_directory=True)
+
+    zoo.train(resume=out, max_steps=3, quiet=True)
+    assert not stale.exists()
+    assert all(p.exists() or p.is_symlink() for p in kept)
+    assert (precious / "data.txt").read_text() == "keep"
+    assert json.loads((find_checkpoint(out) / "state.json").read_text())["global_step"] == 3
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -57,6 +57,18 @@ def test_the_torch_loop_equals_rerunning_the_window(temperature):
     assert fast == slow
 
 
+@pytest.mark.parametrize("context", [1, 2, 3, None])
+def test_the_numpy_loop_equals_the_torch_loop_for_short_and_unbounded_contexts(context):
+    """The NumPy loop's slot bookkeeping (windows of 1 and 2 need no [H, H] product; None carries the state)."""
+    spec, model = model_for("char-rnn")
+    kwargs = dict(context=context, temperature=1.0, top_k=None, seed=4, num_samples=3)
+    fast = sample(model, VOCAB, "jumps", 50, **kwargs)  # float32: the NumPy loop
+    torch_loop = sample(model.double(), VOCAB, "jumps", 50, **kwargs)  # float64: the torch loop
+    assert fast == torch_loop
+    if context is not None:
+        assert fast == sample_by_rerunning(model, VOCAB, "jumps", 50, every=False, **kwargs)
+
+
 def test_length_zero_and_a_prompt_longer_than_the_window():
     spec, model = model_for("char-rnn")
     assert sample(model, VOCAB, "the", 0, context=8, num_samples=2) == ["", ""]

@@ -219,3 +219,92 @@ def test_a_diverging_loss_stops_with_one_line(small_corpus, tmp_path):
     assert proc.returncode != 0
     assert one_line_error(proc).startswith("zoo: error: the loss became")
     assert "lower --lr" in proc.stderr
+
+
+class _FailAtStart:
+    """A training callback that fails before the first batch, as a late error or an early Ctrl-C would."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def on_train_start(self, run):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("bad arguments found late"), KeyboardInterrupt()])
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(small_corpus, tmp_path, exc):
+    out = tmp_path / "r"
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=2, epochs=1, max_steps=2)
+    with pytest.raises(type(exc)):
+        zoo.train("char-rnn", out=out, callbacks=[_FailAtStart(exc)], **kw)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "run.json"]  # no weights, no checkpoint
+    with pytest.raises(ZooError, match="stopped before its first checkpoint.*start it again with the same --out"):
+        zoo.train(resume=out, quiet=True)
+
+    m = zoo.train("char-rnn", out=out, **kw)  # the same --out: taken over, not refused
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["global_step"] == 2
+    assert m.partial is not None and m.partial["step"] == 2
+    # now it holds a checkpoint and weights: never taken over again
+    with pytest.raises(ZooError, match="already holds a run; continue it with --resume"):
+        zoo.train("char-rnn", out=out, **kw)
+
+
+def _not_ours(d):
+    (d / "notes.txt").write_text("mine")
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda d: (d / "model.safetensors").write_bytes(b"weights"),
+        lambda d: (d / ".checkpoint.abcd1234").mkdir(),  # a checkpoint being built when the run died
+        _not_ours,
+        lambda d: (d / "config.json").write_text(json.dumps({"model": "char-rnn"})),  # no zoo format: someone else's
+        lambda d: (d / "config.json").write_text("{not json"),
+        lambda d: (d / "run.json").write_text(json.dumps({"model": "char-seq"})),  # not the run config.json describes
+        lambda d: (d / "run.json").unlink() or (d / "run.json").mkdir(),
+    ],
+    ids=["weights", "checkpoint-temp", "other-file", "foreign-config", "config-not-json", "other-run", "run-json-a-folder"],
+)
+def test_a_folder_with_anything_of_value_is_never_taken_over(small_corpus, tmp_path, spoil):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"format": "zoo/1", "model": "char-rnn"}))
+    (out / "run.json").write_text(json.dumps({"model": "char-rnn"}))
+    spoil(out)
+    before = {p.name: p.read_bytes() if p.is_file() else None for p in out.iterdir()}
+    with pytest.raises(ZooError, match="already holds a run"):
+        zoo.train("char-rnn", data=str(small_corpus), out=out, overrides=SMALL_API, max_steps=1, quiet=True)
+    assert {p.name: p.read_bytes() if p.is_file() else None for p in out.iterdir()} == before
+
+
+def test_a_run_json_that_lists_every_epochs_rate_still_resumes(small_corpus, tmp_path):
+    """run.json records the rates up to the last change and the epoch count; older ones listed every epoch's rate."""
+    out = tmp_path / "r"
+    zoo.train("char-rnn", data=str(small_corpus), out=out, overrides=SMALL_API, batch_size=64, epochs=3, max_steps=2, quiet=True)
+    record = json.loads((out / "run.json").read_text())
+    assert (record["options"]["epoch_lrs"], record["options"]["epochs"]) == ([1e-3], 3)
+    record["options"]["epoch_lrs"] = [1e-3, 1e-3, 5e-4]  # as an older zoo wrote it, with no "epochs"
+    del record["options"]["epochs"]
+    (out / "run.json").write_text(json.dumps(record))
+    resumed = zoo.train(resume=out, max_steps=3, quiet=True)
+    assert resumed.partial is not None and resumed.partial["step"] == 3
+    options = json.loads((out / "run.json").read_text())["options"]
+    assert (options["epoch_lrs"], options["epochs"]) == ([1e-3, 1e-3, 5e-4], 3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["/usr/bin/zoo", "train", "char-rnn"], "zoo train char-rnn"),
+        (["/site/zoo/__main__.py", "sample", "char-rnn"], "zoo sample char-rnn"),
+        (["/site/pytest/__main__.py", "-q", "tests"], None),  # python -m pytest: not zoo's command line
+        (["my_script.py", "--flag"], None),
+        ([], None),
+    ],
+)
+def test_run_json_records_only_zoos_own_command_line(monkeypatch, argv, expected):
+    from zoo.api import cli_command
+
+    monkeypatch.setattr(sys, "argv", argv)
+    assert cli_command() == expected

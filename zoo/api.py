@@ -21,8 +21,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo import __version__, distributed, registry, tasks
-from zoo.checkpoint import CONFIG_FORMAT, atomic_write_json, find_checkpoint, load_checkpoint, load_weights, read_config, read_json
+from zoo import __version__, checks, distributed, registry, tasks
+from zoo.checkpoint import (
+    CONFIG_FORMAT,
+    abandoned_run,
+    atomic_write_json,
+    find_checkpoint,
+    load_checkpoint,
+    load_weights,
+    read_config,
+    read_json,
+    tag_vocab,
+)
 from zoo.data.batching import SPLITS, make_batches
 from zoo.data.sources import resolve
 from zoo.data.vocab import Vocab
@@ -110,6 +120,7 @@ class LoadedModel:
         """
         if batch_size is None:
             batch_size = self._training_batch_size() if self.batching.kind == "streams" else 2048
+        batch_size = checks.whole("--batch-size", batch_size, 1)
         val_frac = check_val_frac(self.config.get("val_frac", DEFAULT_VAL_FRAC) if val_frac is None else val_frac)
         source = resolve(data if data is not None else self.config.get("data"), self.spec.dataset)
         text = source.read_text()
@@ -128,9 +139,14 @@ DEFAULT_VAL_FRAC = 0.2  # the lesson's: a fifth of the text (or of the windows) 
 
 def check_val_frac(val_frac: float) -> float:
     """`val_frac` if it is a fraction strictly between 0 and 1 (NaN is not); else a ZooError."""
-    if not 0 < val_frac < 1:
+    fraction = checks.real("--val-frac", val_frac, "a number between 0 and 1 (exclusive)")
+    if not 0 < fraction < 1:
         raise ZooError(f"--val-frac must be between 0 and 1 (exclusive), got {val_frac}")
-    return float(val_frac)
+    return fraction
+
+
+# The shuffle seeds a generator with seed * 1_000_003 + epoch (zoo.data.batching), which must fit in 64 bits.
+SEED_LIMIT = 2**43
 
 
 def percent(val_frac: float) -> str:
@@ -166,14 +182,32 @@ def epoch_lrs(spec: ModelSpec, epochs: int | None, lr: float | None) -> list[flo
     """The recipe's per-epoch learning rates; --epochs cuts or extends it, --lr replaces every rate."""
     lrs = spec.epoch_lrs()
     if epochs is not None:
-        if epochs < 1:
-            raise ZooError(f"--epochs must be at least 1, got {epochs}")
-        lrs = (lrs + [lrs[-1]] * epochs)[:epochs]
+        lrs = extend_lrs(lrs, checks.whole("--epochs", epochs, 1))
     if lr is not None:
-        if not 0 < lr < float("inf"):
-            raise ZooError(f"--lr must be a positive number, got {lr}")
-        lrs = [lr] * len(lrs)
+        lrs = [checks.positive("--lr", lr)] * len(lrs)
     return lrs
+
+
+def extend_lrs(lrs: list[float], epochs: int) -> list[float]:
+    """The first `epochs` rates of `lrs`, its last rate repeated as far as needed."""
+    return (lrs + [lrs[-1]] * epochs)[:epochs]
+
+
+def record_lrs(lrs: list[float]) -> dict[str, Any]:
+    """run.json's schedule: the rates up to the last change, and how many epochs the last one runs to.
+
+    `zoo compare` asks for 1,000 epochs (its budget ends training); a list of them all says no more.
+    """
+    end = len(lrs)
+    while end > 1 and lrs[end - 1] == lrs[end - 2]:
+        end -= 1
+    return {"epoch_lrs": lrs[:end], "epochs": len(lrs)}
+
+
+def recorded_lrs(options: dict[str, Any]) -> list[float]:
+    """The per-epoch rates `record_lrs` wrote; a run.json from before it lists every epoch's rate, without "epochs"."""
+    lrs = list(options["epoch_lrs"])
+    return extend_lrs(lrs, checks.whole("run.json's epochs", options.get("epochs", len(lrs)), 1))
 
 
 def train(
@@ -207,6 +241,14 @@ def train(
     `val_frac` is the fraction of the text held out for validation (character models; default 0.2);
     a resumed run keeps its own.
     """
+    # A Python caller has no click types in front of it: a string here would be a TypeError deep inside
+    epochs = None if epochs is None else checks.whole("--epochs", epochs, 1)
+    lr = None if lr is None else checks.positive("--lr", lr)
+    batch_size = None if batch_size is None else checks.whole("--batch-size", batch_size, 1)
+    seed = checks.whole("--seed", seed, -SEED_LIMIT, SEED_LIMIT)
+    val_frac = None if val_frac is None else check_val_frac(val_frac)
+    max_steps = None if max_steps is None else checks.whole("--max-steps", max_steps, 1)
+    max_seconds = None if max_seconds is None else checks.positive("--budget", max_seconds)
     if resume is not None:
         return _resume(
             Path(resume),
@@ -254,7 +296,7 @@ def train(
         "vocab": vocab.chars,
     }
     options = {
-        "epoch_lrs": lrs,
+        **record_lrs(lrs),
         "batch_size": batch_size,
         "seed": seed,
         "device": str(dev),
@@ -266,7 +308,7 @@ def train(
         "world_size": d.world,
     }
     torch.manual_seed(seed)
-    model = build(spec, len(vocab), hparams)
+    model = tag_vocab(build(spec, len(vocab), hparams), vocab.chars)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
     if d.main:
         start_run(out_dir, config, run_record(spec, options, dev, hashlib.sha256(text.encode("utf-8")).hexdigest()))
@@ -299,19 +341,21 @@ def base_config(spec: ModelSpec, hparams: dict[str, Any], split: str, data_id: s
 
 def check_sizes(spec: ModelSpec, batch_size: int | None, max_steps: int | None) -> int:
     """The batch size to use (the spec's unless given); a size or step limit below 1 is an error."""
-    batch_size = spec.batch_size if batch_size is None else batch_size
-    if batch_size < 1:
-        raise ZooError(f"--batch-size must be at least 1, got {batch_size}")
-    if max_steps is not None and max_steps < 1:
-        raise ZooError(f"--max-steps must be at least 1, got {max_steps}")
-    return batch_size
+    if max_steps is not None:
+        checks.whole("--max-steps", max_steps, 1)
+    return checks.whole("--batch-size", spec.batch_size if batch_size is None else batch_size, 1)
 
 
 def claim_out_dir(spec: ModelSpec, out: str | Path | None, d: distributed.Dist = distributed.SINGLE) -> Path:
-    """The new run's directory: `out`, or runs/NAME, runs/NAME-2, …; never one that already holds a run."""
+    """The new run's directory: `out`, or runs/NAME, runs/NAME-2, …; never one that already holds a run.
+
+    A run that stopped before its first checkpoint left only its config.json and run.json: nothing to
+    resume or keep, so a new run may take its folder over (start_run rewrites both files).
+    """
     out_dir = Path(out) if out is not None else _new_out_dir(spec.name)
     # rank 0 decides, before any rank writes, so that every rank sees the same answer
-    out_dir, taken = distributed.broadcast(d, (out_dir, (out_dir / "config.json").exists()))
+    taken = (out_dir / "config.json").exists() and not abandoned_run(out_dir)
+    out_dir, taken = distributed.broadcast(d, (out_dir, taken))
     if taken:
         raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
     return out_dir
@@ -327,11 +371,19 @@ def start_run(out_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> 
         raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
 
 
+def cli_command() -> str | None:
+    """The `zoo ...` command line when this process is the zoo CLI (`zoo` or `python -m zoo`), else None."""
+    arg0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if arg0.name == "zoo" or (arg0.name == "__main__.py" and arg0.parent.name == "zoo"):
+        return " ".join(["zoo", *sys.argv[1:]])
+    return None  # Python code calling zoo.train, or another program's __main__ (python -m pytest)
+
+
 def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data_sha256: str) -> dict[str, Any]:
     """run.json: how the run was made (the command, resolved options, data hash, versions, device, git revision)."""
     return {
         "model": spec.name,
-        "command": " ".join(["zoo", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("zoo", "__main__.py") else None,
+        "command": cli_command(),
         "options": options,
         "data_sha256": data_sha256,
         "device": str(dev),
@@ -388,11 +440,9 @@ def _resume(
     if val_frac is not None and check_val_frac(val_frac) != run_frac:
         raise ZooError(f"--val-frac: {run_dir} holds out {run_frac:g} of its text; a resumed run keeps the options it started with")
     options = record.get("options", {})
-    lrs = list(options["epoch_lrs"])
+    lrs = recorded_lrs(options)
     if epochs is not None:
-        if epochs < 1:
-            raise ZooError(f"--epochs must be at least 1, got {epochs}")
-        lrs = (lrs + [lrs[-1]] * epochs)[:epochs]
+        lrs = extend_lrs(lrs, checks.whole("--epochs", epochs, 1))
     d = distributed.from_env()
     dev = distributed.setup(d, resolve_device(device))
     quiet = quiet or not d.main
@@ -401,7 +451,7 @@ def _resume(
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != record.get("data_sha256"):
         raise ZooError(f"the data {options['data']!r} changed since the run started; cannot resume {run_dir} exactly")
     vocab = Vocab(config["vocab"])
-    model = build(spec, len(vocab), config["hparams"])
+    model = tag_vocab(build(spec, len(vocab), config["hparams"]), vocab.chars)
     train_b, val_b = make_batches(
         _encode(vocab, text), Batching(**config["batching"]), options["batch_size"], config["split"], val_frac=run_frac
     )
@@ -415,7 +465,7 @@ def _resume(
         raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
     if max_steps is not None and max_steps <= trainer.state.global_step:
         raise ZooError(f"{run_dir} has already trained {trainer.state.global_step} batches; --max-steps counts them all, so ask for more")
-    options["epoch_lrs"] = lrs
+    options.update(record_lrs(lrs))
     try:
         if d.main:
             atomic_write_json(run_dir / "run.json", {**record, "options": options})
@@ -467,7 +517,7 @@ def load_dir(path: Path, device: str = "cpu") -> LoadedModel | tasks.TaskModel:
     spec = _spec_for(config, path)
     vocab = Vocab(config["vocab"])
     try:
-        model = build(spec, len(vocab), config["hparams"])
+        model = tag_vocab(build(spec, len(vocab), config["hparams"]), vocab.chars)
     except ZooError as exc:  # "model 'x' cannot be built with the hyper-parameters …"
         raise ZooError(f"{path}/config.json: {exc}") from None
     load_weights(path / "model.safetensors", model)

@@ -14,11 +14,15 @@ file that counts as valid.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -31,6 +35,15 @@ from zoo.fileio import DIR_MODE, atomic_write_bytes, atomic_write_json, read_jso
 
 CONFIG_FORMAT = "zoo/1"
 CHECKPOINT = "checkpoint"
+# tempfile.mkdtemp's names: the prefix, then 8 of [a-z0-9_]; ".checkpoint.old" (3 letters) never matches
+_CHECKPOINT_TEMP = re.compile(rf"\.{CHECKPOINT}\.[a-z0-9_]{{8}}")
+# What start_run writes before training (and atomic_write_bytes's temporary files for them): a folder holding
+# only these, and no weights, is a run that stopped before its first checkpoint
+_RUN_FILE = re.compile(r"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{8}\.tmp")
+VOCAB_METADATA = "zoo.vocab_sha256"  # the key in a safetensors file's metadata
+_VOCAB_ATTR = "zoo_vocab_sha256"  # where a model carries the fingerprint of the vocabulary it was built for
+
+Module = TypeVar("Module", bound=nn.Module)
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -38,6 +51,11 @@ def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] 
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return read_safetensors(path)[0]
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and its metadata (the header's "__metadata__", {} if it has none)."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -45,9 +63,26 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     except OSError as exc:  # a directory in its place, no permission, an I/O error
         raise ZooError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        return st_load(raw)
+        tensors = st_load(raw)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ZooError(f"{path}: not a valid safetensors file, truncated or corrupt ({exc})") from None
+    # st_load has validated the header: 8 bytes of little-endian length, then that much JSON
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    metadata = header.get("__metadata__") or {}
+    return tensors, metadata if isinstance(metadata, dict) else {}
+
+
+def vocab_sha256(chars: Sequence[str]) -> str:
+    """The fingerprint of a vocabulary: sha256 of its characters in order (the order fixes what each index means)."""
+    # surrogatepass: a config.json may spell a lone surrogate, which strict UTF-8 cannot encode
+    return hashlib.sha256("".join(chars).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def tag_vocab(model: Module, chars: Sequence[str]) -> Module:
+    """Mark `model` as built for the vocabulary `chars`: its weights are saved with the fingerprint, and
+    weights saved with another fingerprint are refused. Returns the model."""
+    setattr(model, _VOCAB_ATTR, vocab_sha256(chars))
+    return model
 
 
 def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -63,12 +98,18 @@ def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(path: Path, model: nn.Module) -> None:
-    atomic_write_bytes(path, tensors_to_bytes(unique_state(model), {"format": "pt"}))
+    """The weights as safetensors, with the fingerprint of the model's vocabulary if `tag_vocab` gave it one."""
+    metadata = {"format": "pt"}
+    fingerprint = getattr(model, _VOCAB_ATTR, None)
+    if fingerprint is not None:
+        metadata[VOCAB_METADATA] = fingerprint
+    atomic_write_bytes(path, tensors_to_bytes(unique_state(model), metadata))
 
 
 def load_weights(path: Path, model: nn.Module) -> None:
-    """Load strictly: any missing or unexpected tensor, or wrong shape, is an error naming it."""
-    tensors = read_tensors(path)
+    """Load strictly: any missing or unexpected tensor, or wrong shape, is an error naming it; so is weights
+    trained on another vocabulary than the model's (when both the file and the model say which)."""
+    tensors, metadata = read_safetensors(path)
     expected = unique_state(model)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -86,6 +127,14 @@ def load_weights(path: Path, model: nn.Module) -> None:
         problems.append("wrong shape " + ", ".join(wrong))
     if problems:
         raise ZooError(f"{path}: weights do not fit the model: {'; '.join(problems)}")
+    # A vocabulary of the same size with characters swapped fits every shape, and would garble every prediction.
+    # Files from before the fingerprint (the bundled weights among them) have none, and load as they did.
+    saved, ours = metadata.get(VOCAB_METADATA), getattr(model, _VOCAB_ATTR, None)
+    if saved is not None and ours is not None and saved != ours:
+        raise ZooError(
+            f"{path}: these weights were trained on another vocabulary (sha256 {str(saved)[:16]}…) "
+            f"than the model's config.json gives (sha256 {ours[:16]}…)"
+        )
     aliases = set(model.state_dict()) - set(expected)  # tied weights follow the tensor they share
     result = model.load_state_dict(tensors, strict=False)
     if set(result.missing_keys) - aliases or result.unexpected_keys:
@@ -123,6 +172,7 @@ def save_checkpoint(
 ) -> None:
     """Write checkpoint/ as a whole: built beside it, then swapped in."""
     out_dir = Path(out_dir)
+    remove_stale_temps(out_dir)
     final = out_dir / CHECKPOINT
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{CHECKPOINT}."))
     tmp.chmod(DIR_MODE)
@@ -147,12 +197,55 @@ def save_checkpoint(
         raise
 
 
+def remove_stale_temps(out_dir: Path) -> None:
+    """Delete the checkpoint folders a killed process was still building (`.checkpoint.XXXXXXXX`).
+
+    One process writes a run's checkpoints, so any such folder is left over: at best a complete but
+    never swapped-in copy, whose weights the run's own model.safetensors already holds.
+    """
+    try:
+        entries = list(Path(out_dir).iterdir())
+    except OSError:
+        return  # nothing to tidy where nothing can be listed; writing the checkpoint will say what is wrong
+    for entry in entries:
+        # a symlink is not a folder mkdtemp made: never follow one out of the run
+        if _CHECKPOINT_TEMP.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def abandoned_run(out_dir: Path) -> bool:
+    """Whether `out_dir` holds a run that stopped before its first checkpoint, and nothing else.
+
+    That is: its config.json (zoo's, with no weights anywhere) and perhaps run.json, and no other file
+    at all. Such a folder has nothing to resume and nothing of value; any other file may be someone's.
+    """
+    out_dir = Path(out_dir)
+    try:
+        entries = list(out_dir.iterdir())
+    except OSError:
+        return False
+    if not all(_RUN_FILE.fullmatch(e.name) and e.is_file() and not e.is_symlink() for e in entries):
+        return False
+    try:
+        config = read_json(out_dir / "config.json")
+        record = read_json(out_dir / "run.json") if (out_dir / "run.json").exists() else None
+    except ZooError:  # not JSON, or not a file zoo wrote whole: not ours to overwrite
+        return False
+    if config.get("format") != CONFIG_FORMAT or not isinstance(config.get("model"), str):
+        return False
+    return record is None or record.get("model") == config["model"]
+
+
 def find_checkpoint(out_dir: Path) -> Path:
     """checkpoint/, or the previous one if a swap was cut short."""
     for name in (CHECKPOINT, f".{CHECKPOINT}.old"):
         path = Path(out_dir) / name
         if (path / "state.json").exists():
             return path
+    if abandoned_run(out_dir):
+        raise ZooError(
+            f"{out_dir}: the run stopped before its first checkpoint, so there is nothing to resume; start it again with the same --out"
+        )
     raise ZooError(f"{out_dir}: no checkpoint to resume from (expected {out_dir}/{CHECKPOINT}/state.json)")
 
 

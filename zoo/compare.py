@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zoo import api, registry
-from zoo.checkpoint import read_config
+from zoo.checkpoint import abandoned_run, read_config
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
 
@@ -49,6 +49,11 @@ def _progress(m: api.LoadedModel) -> tuple[float, float | None, float | None]:
     return epochs, s_per_epoch, rate
 
 
+def _holds_run(out: Path) -> bool:
+    """Whether `out` holds a run to resume (one that stopped before its first checkpoint is started again)."""
+    return (out / "config.json").exists() and not abandoned_run(out)
+
+
 def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool, val_frac: float = 0.2) -> Entry:
     done = out / "compare.json"
     if done.exists():
@@ -56,7 +61,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         same = record.get("budget") == budget and record.get("data") == data
         if same and record.get("val_frac", api.DEFAULT_VAL_FRAC) == val_frac:  # older records held out 0.2
             return Entry(**{k: v for k, v in record["entry"].items()})
-    if (out / "config.json").exists():
+    if _holds_run(out):
         held = read_config(out).get("val_frac", api.DEFAULT_VAL_FRAC)
         if held != val_frac:  # its training saw text that is now held out, or lacks text it may train on
             raise ZooError(
@@ -75,7 +80,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
     while len(curve) < CHUNKS:
         t0 = time.perf_counter()
         epochs = max(spec.epochs, 1000)  # the budget, not the recipe, ends training
-        if (out / "config.json").exists():
+        if _holds_run(out):
             m = api.train(resume=out, epochs=epochs, device=device, max_seconds=chunk, quiet=quiet)
         else:
             m = api.train(

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo import checks
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError
 from zoo.model import FusedRnn
@@ -167,12 +168,20 @@ def sample(
     num_samples: int = 1,
 ) -> list[str]:
     """`num_samples` continuations of `prompt`, `length` characters each (prompt not included)."""
+    if not isinstance(prompt, str):
+        raise ZooError(f"the prompt must be a string, got {prompt!r}")
+    length = checks.whole("--length", length)
     if length < 0:
         raise ZooError("--length must be zero or more")
+    num_samples = checks.whole("--num-samples", num_samples)
     if num_samples < 1:
         raise ZooError("--num-samples must be at least 1")
+    temperature = checks.real("--temperature", temperature, "a number, zero or more")
     if not 0 <= temperature < float("inf"):
         raise ZooError(f"--temperature must be a number, zero or more, got {temperature}")
+    # a top-k below 1 used to be ignored silently; the CLI refuses it too
+    top_k = None if top_k is None else checks.whole("--top-k", top_k, 1)
+    seed = None if seed is None else checks.whole("--seed", seed, -(2**63), 2**64 - 1)  # torch.Generator's range
     ids = check_prompt(vocab, prompt)
     if length == 0:
         return [""] * num_samples
@@ -218,66 +227,87 @@ def _sample_fused(
     noise: Noise | None,
     n: int,
 ) -> list[list[int]]:
-    """The CPU loop for fused models, in NumPy: per character one [context*n, H] @ [H, H] product and a few vector ops.
+    """The CPU loop for fused models, in NumPy: per character one small matrix product and a few vector ops.
 
-    The ring is one buffer of context*n rows: rows s*n .. s*n+n-1 hold the windows (one per
-    sample) that started at a step i with i % context == s. At step i slot i % context is
-    zeroed (a new window starts there), every row advances by the character, and the logits
-    are computed for the oldest window's n rows only. With one sample the character is a
-    Python int and the rows are 1-D, which NumPy handles with less overhead.
+    With a window of `context` characters, each prediction re-runs the model over the last
+    `context` characters from a zero state (what the model was trained on), so context - 1
+    windows are alive at once, each a slot of n rows (one per sample), oldest first. A step
+    advances every window by the character, starts a new one and retires the oldest after its
+    prediction. Only windows that have seen two characters or more need the [H, H] product: a
+    window's first state is a row of act(table), so the product the next step needs from it is
+    a row of act(table) @ w_hh.T (`first_prod`), looked up; the state itself is never stored.
+    That is 2 of `context` rows fewer in the product that dominates a step. The slots of a step
+    are written to the other buffer shifted by one, so retiring the oldest copies nothing.
+    Without a window (context None) one slot carries the state from character to character.
     """
     table = f.table.detach().numpy()
     w_hh_t = np.ascontiguousarray(f.w_hh.detach().numpy().T)
     w_out_t = np.ascontiguousarray(f.w_out.detach().numpy().T)
     b_out = f.b_out.detach().numpy().copy()
     b_out[0] = -np.inf  # as _pick_np does to the logits
-    t32 = np.float32(temperature)
+    # Gumbel-max without top-k picks argmax(h @ w_out.T / T + b_out / T + g): the temperature is folded into
+    # the output layer once, and b_out / T into each block of noise, so a character costs one add, not three.
+    folded = noise is not None and top_k is None
+    if folded:
+        w_out_t /= np.float32(temperature)
+        b_out /= np.float32(temperature)
     relu = f.act == "relu"
-    slots, hidden, vocab = context or 1, table.shape[1], table.shape[0]
-    ring, spare = np.zeros((slots * n, hidden), np.float32), np.empty((slots * n, hidden), np.float32)
+    vocab, hidden = table.shape
+    act_table = np.maximum(table, 0.0) if relu else np.tanh(table)
+    carry = context is None  # one state per sample carried from character to character, else windows
+    slots = 1 if carry else max(1, context - 1)  # the windows alive between steps, except the newest
+    multiplied = 1 if carry else max(0, context - 2)  # the slots that need the [H, H] product
+    # Row c: the product of a window's first state, act(table[c]) @ w_hh.T. Row `vocab` (where x_prev
+    # starts), and every row for windows of one character: zeros, the product of a zero state.
+    first_prod = np.zeros((vocab + 1, hidden), np.float32)
+    if context != 1:
+        np.matmul(act_table, w_hh_t, out=first_prod[:vocab])
+    bufs = [np.zeros((slots, n, hidden), np.float32) for _ in range(2)]
     logits = np.empty(vocab if n == 1 else (n, vocab), np.float32)
     out = np.empty((length, n), np.int64)
     g_start = g_end = 0
     g_block = np.empty((0, vocab), np.float32)
-    x: Any = ids[0] if n == 1 else np.full(n, ids[0])  # the character each sample's windows see next
+    x_prev: Any = vocab if n == 1 else np.full(n, vocab)
     skip = len(ids) - 1  # steps that only read the prompt
-    # Per character the loop is mostly per-call overhead, so what can be is decided once: the matmul
-    # functions, and each buffer's [slot, sample, hidden] view (swapped with it).
-    step_matmul = np.matmul if ring.size * hidden <= _NUMPY_MATMUL_MAX else _matmul
+    # Per character the loop is mostly per-call overhead, so what can be is decided once.
+    step_matmul = np.matmul if multiplied * n * hidden * hidden <= _NUMPY_MATMUL_MAX else _matmul
     out_matmul = np.matmul if n * hidden * vocab <= _NUMPY_MATMUL_MAX else _matmul
-    by_slot, spare_by_slot = ring.reshape(slots, n, hidden), spare.reshape(slots, n, hidden)
+    flat = [b.reshape(slots * n, hidden) for b in bufs]
+    rows = multiplied * n
+    which, x_next = 0, None
     for i in range(skip + length):
-        if context is not None:
-            s = i % context
-            ring[s * n : s * n + n] = 0.0  # the window that starts with this character
-        step_matmul(ring, w_hh_t, out=spare)  # no in-place matmul: write the other buffer and swap
-        ring, spare, by_slot, spare_by_slot = spare, ring, spare_by_slot, by_slot
-        by_slot += table[x]  # the input term: a table row, the same for every window of a sample
+        x: Any = ids[i] if i <= skip else x_next
+        if n > 1 and i <= skip:
+            x = np.full(n, x)
+        which ^= 1
+        dst = bufs[which]
+        if multiplied:  # slot j of this step is slot j + 1 of the last (windows): the oldest retired
+            src = flat[which ^ 1] if carry else flat[which ^ 1][n : n + rows]
+            step_matmul(src, w_hh_t, out=flat[which][:rows])
+        if not carry:
+            dst[slots - 1] = first_prod[x_prev]  # the window that started with the previous character
+        dst += table[x]  # the input term: a table row, the same for every window of a sample
         if relu:
-            np.maximum(ring, 0.0, out=ring)
+            np.maximum(dst, 0.0, out=dst)
         else:
-            np.tanh(ring, out=ring)
+            np.tanh(dst, out=dst)
+        x_prev = x
         k = i - skip
         if k < 0:
-            x = ids[i + 1] if n == 1 else np.full(n, ids[i + 1])
             continue
-        o = _oldest(i, context)
-        out_matmul(by_slot[o, 0] if n == 1 else by_slot[o], w_out_t, out=logits)
-        logits += b_out  # its \0 entry is -inf: the padding is never chosen
-        if noise is None:
-            x = logits.argmax(-1)
+        out_matmul(dst[0, 0] if n == 1 else dst[0], w_out_t, out=logits)  # the oldest window's prediction
+        if noise is not None and k >= g_end:  # the next block of noise, as NumPy rows (plus the bias, folded)
+            g_start, block = noise.block_for(k)
+            g_block = block.numpy()[:, 0] if n == 1 else block.numpy()
+            g_block = g_block + b_out if folded else g_block
+            g_end = g_start + len(g_block)
+        if folded:
+            logits += g_block[k - g_start]  # its \0 entry is -inf: the padding is never chosen
+            x_next = logits.argmax(-1)
         else:
-            if k >= g_end:  # the next block of noise, as NumPy rows
-                g_start, block = noise.block_for(k)
-                g_block = block.numpy()[:, 0] if n == 1 else block.numpy()
-                g_end = g_start + len(g_block)
-            if top_k is None:  # _pick_np's steps, inlined: per character, call overhead is most of the cost
-                logits /= t32
-                logits += g_block[k - g_start]
-                x = logits.argmax(-1)
-            else:
-                x = _pick_np(logits, temperature, top_k, g_block[k - g_start])
-        out[k] = x
+            logits += b_out
+            x_next = logits.argmax(-1) if noise is None else _pick_np(logits, temperature, top_k, g_block[k - g_start])
+        out[k] = x_next
     return out.T.tolist()
 
 
@@ -292,7 +322,8 @@ def _sample_stepping(
     n: int,
     device: torch.device,
 ) -> list[list[int]]:
-    """The general loop: the ring of `_sample_fused` in torch, stepped with the model's step() on its device."""
+    """The general loop, in torch on the model's device: a ring of `context` windows (slot i % context starts at
+    step i), every window stepped with the model's step(), the oldest one's logits picked from."""
     slots = context or 1
     fresh = _map(lambda t: t.repeat(slots, *[1] * (t.dim() - 1)), model.init_state(n))  # every row's initial state
     state = fresh

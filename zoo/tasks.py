@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo import checks
 from zoo.data.table import Table, load_table, split_rows
 from zoo.errors import ZooError
 from zoo.spec import ModelSpec
@@ -426,7 +427,7 @@ def train(
     out_dir = api.claim_out_dir(spec, out)
     config = {**api.base_config(spec, hparams, split, data_id), "columns": prepared.columns}
     run_options = {
-        "epoch_lrs": lrs,
+        **api.record_lrs(lrs),
         "batch_size": batch_size,
         "seed": seed,
         "device": str(dev),
@@ -483,11 +484,9 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
         raise ZooError(f"{spec.name} is a {spec.task} model: it trains in one process; run it without torchrun")
     options = record.get("options", {})
     ckpt = find_checkpoint(run_dir)
-    lrs = list(options["epoch_lrs"])
+    lrs = api.recorded_lrs(options)
     if epochs is not None:
-        if epochs < 1:
-            raise ZooError(f"--epochs must be at least 1, got {epochs}")
-        lrs = (lrs + [lrs[-1]] * epochs)[:epochs]
+        lrs = api.extend_lrs(lrs, checks.whole("--epochs", epochs, 1))
     dev = resolve_device(device)
     table = load_table(options["data"], spec.dataset)
     if record.get("data_sha256") and table.sha256 != record["data_sha256"]:
@@ -503,7 +502,7 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     trainer.state.restore(state)
     if trainer.state.epoch >= len(lrs):
         raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
-    options["epoch_lrs"] = lrs
+    options.update(api.record_lrs(lrs))
     atomic_write_json(run_dir / "run.json", {**record, "options": options})
     ctx.say(f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}")
     try:
@@ -582,6 +581,7 @@ class TaskModel:
 
     def predict(self, table: Table, batch_size: int = 4096) -> Any:
         """Predictions of the target, in its units, for every row of `table` (a NumPy array)."""
+        batch_size = checks.whole("batch_size", batch_size, 1)
         x, y = self.task.encode(table, self.columns)
         batches = TableBatches(x, y, torch.arange(len(table)), batch_size, shuffle=False)
         out = self.task.predict(self.model, batches, self.device).double()
@@ -589,7 +589,7 @@ class TaskModel:
 
     def evaluate(self, data: str | None = None, split: str | None = None, batch_size: int = 4096) -> dict[str, float]:
         """Validation metrics on the held-out rows of `data` (default: the training data); MAPE also for the median."""
-        prepared = self.prepare(data, split, batch_size)
+        prepared = self.prepare(data, split, checks.whole("--batch-size", batch_size, 1))
         result = self.task.evaluate(self.model, prepared.val, self.device)
         if self.task.log_target:
             y_val = prepared.table.columns[prepared.table.target][prepared.val_rows]

@@ -1,0 +1,38 @@
+"""Numeric options checked at the API's edge: the CLI's click types do this for the command line,
+but a Python caller can pass anything, and a string compared with a number is a TypeError traceback."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from zoo.errors import ZooError
+
+
+def whole(flag: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` as an int if it is a whole number within [minimum, maximum]; else a ZooError naming `flag`."""
+    # bool is an int to Python, but epochs=True is a mistake, not a count
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ZooError(f"{flag} must be a whole number, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ZooError(f"{flag} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ZooError(f"{flag} must be at most {maximum}, got {value}")
+    return value
+
+
+def real(flag: str, value: Any, what: str = "a number") -> float:
+    """`value` as a float if it is a real number (NaN and infinities included); else a ZooError naming `flag`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ZooError(f"{flag} must be {what}, got {value!r}")
+    return float(value)
+
+
+def positive(flag: str, value: Any) -> float:
+    """`value` as a float if it is a finite number above 0; else a ZooError naming `flag`."""
+    x = real(flag, value, "a positive number")
+    if not (x > 0 and math.isfinite(x)):
+        raise ZooError(f"{flag} must be a positive number, got {value!r}")
+    return x
