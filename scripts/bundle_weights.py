@@ -29,6 +29,7 @@ from safetensors.torch import save
 
 import zoo
 from zoo import published, registry
+from zoo.api import DEFAULT_VAL_FRAC
 from zoo.card import write_card
 from zoo.fileio import atomic_write_bytes, read_json
 
@@ -127,6 +128,7 @@ def entry_toml(name: str, folder: Path, revision: str | None) -> str:
     for metric in ("val_loss", "val_acc"):
         lines += ["", f"[[weights.{name}.metrics]]", f'name = "{metric}"', f"value = {last[metric]:.6f}", 'dataset = "nietzsche"']
         lines.append(f'split = "{m.config["split"]}"')
+        lines.append(f"val_frac = {m.config.get('val_frac', DEFAULT_VAL_FRAC):g}")
     return "\n".join(lines) + "\n"
 
 

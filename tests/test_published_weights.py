@@ -7,6 +7,7 @@ from helpers import run_zoo
 
 import zoo
 from zoo import published, registry
+from zoo.api import DEFAULT_VAL_FRAC
 
 LESSON = ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"]
 ENTRIES = published.load()
@@ -29,6 +30,7 @@ def test_registry_entry_is_true(name, nietzsche_cache):
     assert m.num_params == entry.num_params == registry.get_model(name).num_params
     val = entry.metric("val_loss")
     assert val is not None and val.dataset == "nietzsche" and val.split == m.config["split"]
+    assert val.val_frac == m.config.get("val_frac", DEFAULT_VAL_FRAC)  # and evaluate() holds out the same share
     assert m.evaluate()["val_loss"] == pytest.approx(val.value, abs=1e-3)
     assert entry.recipe.startswith(f"zoo train {name}")
     card = (folder / "README.md").read_text()

@@ -55,6 +55,7 @@ metrics = []
 
 
 def _write(tmp_path: Path, text: str | bytes) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "registry.toml"
     if isinstance(text, bytes):
         path.write_bytes(text)
@@ -101,6 +102,9 @@ BROKEN = [
     ("num-params-zero", _replace("num_params = 102215", "num_params = 0"), f"{W}.num_params must be positive"),
     ("metric-missing-split", _replace(METRIC0, METRIC0.replace('split = "random"\n', "")), f"{W}.metrics[0].split is missing"),
     ("metric-value-string", _replace("value = 0.5", 'value = "0.5"'), f"{W}.metrics[1].value must be an int or float"),
+    ("metric-val-frac-1", _replace(METRIC0, METRIC0 + "val_frac = 1\n"), f"{W}.metrics[0].val_frac must be between 0 and 1"),
+    ("metric-val-frac-string", _replace(METRIC0, METRIC0 + 'val_frac = "0.1"\n'), f"{W}.metrics[0].val_frac must be an int or float"),
+    ("metric-unknown-key", _replace(METRIC0, METRIC0 + "seed = 3\n"), f"{W}.metrics[0].seed is not a known key"),
     ("entry-not-a-table", 'schema = 1\n[weights]\nchar-rnn = "yes"\n', f"{W} must be a table"),
     ("weights-not-a-table", 'schema = 1\nweights = "none"\n', "weights must be a table"),
     ("not-utf8", b"schema = 1\n# \xff\xfe\n", "cannot be read"),
@@ -155,6 +159,8 @@ def test_valid_registry_parses(tmp_path):
     assert w.metric("val_acc").value == 0.5
     assert w.metric("nope") is None
     assert weights["char3"].metrics == ()
+    with_frac = published.load(_write(tmp_path, _replace(METRIC0, METRIC0 + "val_frac = 0.1\n")))
+    assert with_frac["char-rnn"].metric("val_loss").val_frac == 0.1
 
 
 def test_env_var_selects_the_file(tmp_path, monkeypatch):
@@ -208,6 +214,9 @@ def test_zoo_info_shows_repo_and_metrics(tmp_path):
     assert re.search(r"^    val_acc +0\.5000 \(nietzsche, random\)$", out, re.M), out
     other = ok(run_zoo("info", "char3", ZOO_REGISTRY=str(path))).stdout
     assert re.search(r"^  weights +none published$", other, re.M), other
+    held = _write(tmp_path / "held", _replace(METRIC0, METRIC0 + "val_frac = 0.1\n"))
+    out = ok(run_zoo("info", "char-rnn", ZOO_REGISTRY=str(held))).stdout
+    assert re.search(r"^    val_loss +1\.5200 \(nietzsche, random 10%\)$", out, re.M), out
     assert "zoo-lesson6" not in other
 
 

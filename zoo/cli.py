@@ -160,7 +160,9 @@ def info(name: str) -> None:
     if w:
         where = f"{w.repo} @ {w.revision[:12]}" if w.revision else f"{w.repo} (not yet on the Hub; bundled with zoo)"
         fields += [("weights", where), ("  license", w.license), ("  recipe", w.recipe)]
-        fields += [(f"  {m.name}", f"{m.value:.4f} ({m.dataset}, {m.split})") for m in w.metrics]
+        fields += [
+            (f"  {m.name}", f"{m.value:.4f} ({m.dataset}, {m.split}" + (f" {m.val_frac:.0%})" if m.val_frac else ")")) for m in w.metrics
+        ]
     else:
         fields.append(("weights", "none published"))
     width = max(len(k) for k, _ in fields)

@@ -27,6 +27,7 @@ class Metric:
     value: float
     dataset: str
     split: str
+    val_frac: float | None = None  # the share of the text held out; None: not recorded (the lesson's 0.2)
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,21 @@ def _parse_entry(model: str, table: Any) -> PublishedWeights:
         mw = f"{where}.metrics[{i}]"
         if not isinstance(m, dict):
             raise ZooError(f"registry.toml: {mw} must be a table")
+        unknown = sorted(set(m) - {"name", "value", "dataset", "split", "val_frac"})
+        if unknown:
+            raise ZooError(f"registry.toml: {mw}.{unknown[0]} is not a known key (known: dataset, name, split, val_frac, value)")
+        val_frac = None
+        if "val_frac" in m:
+            val_frac = _as_float(_need(m, "val_frac", (int, float), mw), f"{mw}.val_frac")
+            if not 0 < val_frac < 1:
+                raise ZooError(f"registry.toml: {mw}.val_frac must be between 0 and 1 (exclusive), got {val_frac:g}")
         metrics.append(
             Metric(
                 name=_need(m, "name", str, mw),
                 value=_as_float(_need(m, "value", (int, float), mw), f"{mw}.value"),
                 dataset=_need(m, "dataset", str, mw),
                 split=_need(m, "split", str, mw),
+                val_frac=val_frac,
             )
         )
     return PublishedWeights(
