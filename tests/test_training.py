@@ -72,6 +72,7 @@ def test_cli_train_prints_the_epoch_table_and_writes_a_plot(small_corpus, tmp_pa
     proc = run_zoo("train", "char-concat", "--data", str(small_corpus), "--epochs", "1", "--out", str(tmp_path / "r"), *SMALL)
     assert proc.returncode == 0, proc.stderr
     assert "trn_loss" in proc.stderr and "val_loss" in proc.stderr and "lesson" in proc.stderr
+    assert "1.805" not in proc.stderr  # the lesson's Nietzsche figure means nothing beside another text
     assert "char-concat: val_loss" in proc.stdout
     png = (tmp_path / "r" / "loss.png").read_bytes()
     assert png.startswith(b"\x89PNG")
@@ -308,3 +309,15 @@ def test_run_json_records_only_zoos_own_command_line(monkeypatch, argv, expected
 
     monkeypatch.setattr(sys, "argv", argv)
     assert cli_command() == expected
+
+
+def test_the_lessons_figures_are_shown_only_beside_the_lessons_corpus():
+    from zoo import registry
+    from zoo.api import reference_losses
+    from zoo.data.sources import resolve
+
+    spec = registry.get_model("char-concat")
+    nietzsche = resolve("nietzsche", "nietzsche")
+    assert reference_losses(spec, "/data/nietzsche.txt", nietzsche.sha256) == [1.805]  # the same bytes, any path
+    assert reference_losses(spec, "nietzsche", "0" * 64) == []  # another text, whatever it is called
+    assert reference_losses(registry.get_model("char-gru"), "pydoc-topics", None) == []  # the offline corpus

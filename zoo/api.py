@@ -310,8 +310,9 @@ def train(
     torch.manual_seed(seed)
     model = tag_vocab(build(spec, len(vocab), hparams), vocab.chars)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
+    data_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if d.main:
-        start_run(out_dir, config, run_record(spec, options, dev, hashlib.sha256(text.encode("utf-8")).hexdigest()))
+        start_run(out_dir, config, run_record(spec, options, dev, data_sha256))
     if not quiet:
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
@@ -319,7 +320,7 @@ def train(
             f"({split} split, {percent(val_frac)} held out), device {dev}, output {out_dir}",
             file=sys.stderr,
         )
-    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d)
+    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d, data_sha256)
     return _fit(trainer, spec, config, out_dir, max_steps, max_seconds)
 
 
@@ -394,9 +395,26 @@ def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data
     }
 
 
-def _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d=distributed.SINGLE) -> Trainer:
+def reference_losses(spec: ModelSpec, data_id: str | None, data_sha256: str | None) -> list[float | None]:
+    """The spec's published validation losses per epoch, when this run's text is the corpus they were measured on.
+
+    On another text they compare nothing, so the epoch table's "lesson" column and the loss plot leave them out.
+    """
+    if spec.reference is None:
+        return []
+    try:
+        expected = getattr(registry.get_dataset(spec.dataset), "sha256", None)
+    except ZooError:
+        return []
+    same = data_sha256 == expected if expected is not None else data_id == spec.dataset
+    return list(spec.reference.val_loss) if same else []
+
+
+def _trainer(
+    spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d=distributed.SINGLE, data_sha256=None
+) -> Trainer:
     run = RunInfo(name=spec.name, out_dir=out_dir, config=config, device=str(dev), epochs=len(lrs))
-    reference = list(spec.reference.val_loss) if spec.reference else []
+    reference = reference_losses(spec, config.get("data"), data_sha256)
     return Trainer(
         model, train_b, val_b, lrs, seed=seed, device=dev, out_dir=out_dir, run=run, amp=amp,
         hook=host().pm.hook, callbacks=callbacks, reference=reference, quiet=quiet, dist=d,
@@ -456,7 +474,8 @@ def _resume(
         _encode(vocab, text), Batching(**config["batching"]), options["batch_size"], config["split"], val_frac=run_frac
     )
     seed = options["seed"]
-    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, options.get("amp", True), quiet, callbacks, d)
+    amp = options.get("amp", True)
+    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, amp, quiet, callbacks, d, record.get("data_sha256"))
     state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
     trainer.state.restore(state)
     if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows
