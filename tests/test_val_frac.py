@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 from helpers import one_line_error, run_zoo
 
 import zoo
 from zoo import compare, registry
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooWarning
 
 SMALL_API = ("n_hidden=32", "n_fac=8")
 
@@ -30,7 +31,8 @@ def test_a_tenth_held_out_is_recorded_and_evaluated_alike(name, small_corpus, tm
     assert json.loads((out / "run.json").read_text())["options"]["val_frac"] == 0.1
     loaded = zoo.load(out)
     # by default a stateful model is evaluated on as many streams as it trained with: the figure is its training's
-    tenth, fifth = loaded.evaluate(), loaded.evaluate(val_frac=0.2)
+    with pytest.warns(ZooWarning, match="overlaps rows it trained on"):  # the tail 20% includes trained rows
+        tenth, fifth = loaded.evaluate(), loaded.evaluate(val_frac=0.2)
     assert fifth["rows"] / tenth["rows"] == pytest.approx(2, rel=0.1)  # about half the rows of the default
     final = json.loads((out / "training.json").read_text())["history"][-1]["val_loss"]
     assert tenth["val_loss"] == pytest.approx(final, rel=1e-5) == m.history[-1]["val_loss"]
@@ -127,3 +129,25 @@ def test_a_fraction_that_leaves_no_validation_rows_says_so(small_corpus, tmp_pat
     line = one_line_error(run_zoo("train", "char-rnn", "--data", str(small_corpus), "--val-frac", "1e-9", "--out", str(tmp_path / "r")))
     assert "1e-09 of it held out" in line and " 0 validation rows" in line and "another --val-frac" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluating_on_rows_the_model_trained_on_warns(small_corpus, tmp_path):
+    out = tmp_path / "r"
+    kwargs = dict(data=str(small_corpus), split="tail", val_frac=0.1, epochs=1, batch_size=256, overrides=SMALL_API, quiet=True)
+    zoo.train("char-rnn", out=out, **kwargs)
+    m = zoo.load(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the run's own held-out tail, or the end of it: no warning
+        m.evaluate()
+        m.evaluate(val_frac=0.05)
+        other = tmp_path / "other.txt"  # another text: nothing in common with training
+        other.write_text(small_corpus.read_text()[::-1], encoding="utf-8")
+        m.evaluate(data=str(other), split="random")
+    with pytest.warns(ZooWarning, match=r"held out the tail 10% .* the tail 20% overlaps rows it trained on"):
+        m.evaluate(val_frac=0.2)
+    with pytest.warns(ZooWarning, match="the random 10% overlaps"):
+        m.evaluate(split="random")
+    proc = run_zoo("eval", str(out), "--split", "random")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().startswith("zoo: warning: char-rnn held out the tail 10%")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "val_loss" in proc.stdout

@@ -15,6 +15,7 @@ import hashlib
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from zoo.checkpoint import (
 from zoo.data.batching import SPLITS, make_batches
 from zoo.data.sources import resolve
 from zoo.data.vocab import Vocab
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooWarning
 from zoo.fileio import read_history
 from zoo.model import build, count_params, parse_overrides, resolve_device
 from zoo.plugins import host
@@ -75,6 +76,21 @@ class LoadedModel:
     @property
     def num_params(self) -> int:
         return count_params(self.model)
+
+    def _overlap(self, text: str, split: str, val_frac: float) -> str | None:
+        """Why evaluating on these rows would be optimistic: they include rows the model trained on. None if not."""
+        run_split = self.config.get("split", "random")
+        run_frac = self.config.get("val_frac", DEFAULT_VAL_FRAC)
+        if split == run_split and val_frac <= run_frac:
+            return None  # the run's own held-out rows, or a part of them (both splits nest as the fraction shrinks)
+        record = read_json(self.path / "run.json") if self.path is not None and (self.path / "run.json").is_file() else {}
+        trained_on = record.get("data_sha256")
+        if trained_on is None or hashlib.sha256(text.encode("utf-8")).hexdigest() != trained_on:
+            return None  # another text (or a run that did not record its own): no rows in common
+        return (
+            f"{self.name} held out the {run_split} {percent(run_frac)} of this text in training; the {split} "
+            f"{percent(val_frac)} overlaps rows it trained on, so the loss is optimistic"
+        )
 
     def _training_batch_size(self) -> int:
         record = self.path / "run.json" if self.path is not None else None
@@ -127,8 +143,12 @@ class LoadedModel:
         unknown = self.vocab.unknown(text)
         if unknown:
             raise ZooError(f"the text has {len(unknown)} characters the model's vocabulary lacks, e.g. {unknown[0]!r}")
+        split = split or self.config.get("split", "random")
+        overlap = self._overlap(text, split, val_frac)
+        if overlap:
+            warnings.warn(overlap, ZooWarning, stacklevel=2)
         tensor = _encode(self.vocab, text)
-        _, val = make_batches(tensor, self.batching, batch_size, split or self.config.get("split", "random"), val_frac=val_frac)
+        _, val = make_batches(tensor, self.batching, batch_size, split, val_frac=val_frac)
         device = next(self.model.parameters()).device
         loss, acc = _evaluate(self.model, val, device)
         return {"val_loss": loss, "val_bpc": loss / 0.6931471805599453, "val_acc": acc, "rows": val.rows}

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+import warnings
+from typing import Any, TextIO
 
 import click
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooWarning
 
 
 def _echo_table(rows: list[list[str]], headers: list[str]) -> None:
@@ -403,7 +404,21 @@ def _add_plugin_commands() -> None:
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None, line: str | None = None
+) -> None:
+    """zoo's own warnings as one line, like its errors; others as Python shows them."""
+    if issubclass(category, ZooWarning):
+        click.echo(f"zoo: warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
+    warnings.showwarning = _show_warning
     try:
         _add_plugin_commands()
         rc = cli.main(args=argv, prog_name="zoo", standalone_mode=False)

@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+"""The exception type the CLI turns into a one-line message and a non-zero exit, and zoo's warning."""
 
 from __future__ import annotations
 
@@ -13,3 +13,7 @@ class UsageError(ZooError):
     """Bad input on the command line (exit code 2, like click's own usage errors)."""
 
     exit_code = 2
+
+
+class ZooWarning(UserWarning):
+    """Something the user should know, though the command goes on (the CLI prints it as one line)."""
