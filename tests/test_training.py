@@ -321,3 +321,18 @@ def test_the_lessons_figures_are_shown_only_beside_the_lessons_corpus():
     assert reference_losses(spec, "/data/nietzsche.txt", nietzsche.sha256) == [1.805]  # the same bytes, any path
     assert reference_losses(spec, "nietzsche", "0" * 64) == []  # another text, whatever it is called
     assert reference_losses(registry.get_model("char-gru"), "pydoc-topics", None) == []  # the offline corpus
+
+
+def test_mixed_precision_defaults_to_on_only_for_large_models(small_corpus, tmp_path):
+    from torch import nn
+
+    from zoo.model import AMP_MIN_PARAMS, resolve_amp
+
+    big, small = nn.Linear(1000, AMP_MIN_PARAMS // 1000), nn.Linear(10, 10)
+    assert resolve_amp(None, big) is True and resolve_amp(None, small) is False
+    assert resolve_amp(False, big) is False and resolve_amp(True, small) is True
+    kwargs = dict(data=str(small_corpus), max_steps=1, batch_size=64, overrides=("n_hidden=32", "n_fac=8"), quiet=True)
+    zoo.train("char-rnn", out=tmp_path / "auto", **kwargs)
+    zoo.train("char-rnn", out=tmp_path / "on", amp=True, **kwargs)
+    recorded = [json.loads((tmp_path / d / "run.json").read_text())["options"]["amp"] for d in ("auto", "on")]
+    assert recorded == [False, True]  # the resolved choice is recorded, so --resume keeps it

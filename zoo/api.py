@@ -39,7 +39,7 @@ from zoo.data.sources import resolve
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError, ZooWarning
 from zoo.fileio import read_history
-from zoo.model import build, count_params, parse_overrides, resolve_device
+from zoo.model import build, count_params, parse_overrides, resolve_amp, resolve_device
 from zoo.plugins import host
 from zoo.sampling import sample as _sample
 from zoo.spec import Batching, ModelSpec
@@ -246,7 +246,7 @@ def train(
     val_frac: float | None = None,
     max_steps: int | None = None,
     max_seconds: float | None = None,
-    amp: bool = True,
+    amp: bool | None = None,
     quiet: bool = False,
     callbacks: list[Any] | None = None,
     options: dict[str, Any] | None = None,
@@ -259,7 +259,8 @@ def train(
     A checkpoint is written after every epoch; `max_steps` stops after that many batches,
     `max_seconds` after that much training time (with a checkpoint, so the run can be resumed).
     `val_frac` is the fraction of the text held out for validation (character models; default 0.2);
-    a resumed run keeps its own.
+    a resumed run keeps its own. `amp` is bf16 autocast on CUDA; None turns it on for models of a
+    million parameters or more (`zoo.model.AMP_MIN_PARAMS`), the size from which it pays.
     """
     # A Python caller has no click types in front of it: a string here would be a TypeError deep inside
     epochs = None if epochs is None else checks.whole("--epochs", epochs, 1)
@@ -320,7 +321,7 @@ def train(
         "batch_size": batch_size,
         "seed": seed,
         "device": str(dev),
-        "amp": amp,
+        "amp": amp,  # resolved below, once the model's size is known
         "data": data_id,
         "split": split,
         "val_frac": val_frac,
@@ -329,6 +330,7 @@ def train(
     }
     torch.manual_seed(seed)
     model = tag_vocab(build(spec, len(vocab), hparams), vocab.chars)
+    options["amp"] = amp = resolve_amp(amp, model)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
     data_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if d.main:

@@ -236,7 +236,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option(
     "--budget", "max_seconds", type=float, callback=_positive, help="Stop after this many seconds of training (with a checkpoint)."
 )
-@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (bfloat16) on CUDA.")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision (bfloat16) on CUDA [default: on for models of 1M+ parameters].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
 def train(name: str | None, **options: Any) -> None:
     """Train model NAME with its recipe; writes a checkpoint after every epoch.

@@ -398,7 +398,7 @@ def train(
     overrides: list[str] | tuple[str, ...],
     split: str | None,
     max_steps: int | None,
-    amp: bool,
+    amp: bool | None,
     quiet: bool,
     callbacks: list[Any] | None,
     options: dict[str, Any] | None,
@@ -406,7 +406,7 @@ def train(
 ) -> TaskModel:
     """zoo.api.train for the table tasks: the same options, the same run directory."""
     from zoo import api, distributed
-    from zoo.model import build, count_params, parse_overrides, resolve_device
+    from zoo.model import build, count_params, parse_overrides, resolve_amp, resolve_device
 
     task = table_task(spec)
     if distributed.from_env().enabled:
@@ -439,6 +439,7 @@ def train(
     }
     torch.manual_seed(seed)
     model = build(spec, None, hparams, **task.build_kwargs(prepared.columns))
+    run_options["amp"] = amp = resolve_amp(amp, model)
     api.start_run(out_dir, config, api.run_record(spec, run_options, dev, table.sha256))
     ctx = FitContext(
         spec, task, model, prepared, lrs, seed, dev, out_dir, config, resolved,
