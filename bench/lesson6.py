@@ -44,6 +44,7 @@ from torch import nn
 
 import zoo
 from zoo import registry
+from zoo.data.batching import SPLIT_SEED
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
 from zoo.model import build
@@ -175,7 +176,9 @@ def run_plain(spec: ModelSpec, text: str, seed: int, epoch_lrs: list[float]) -> 
     torch.manual_seed(seed)  # as zoo.train does, so both start from the same weights
     model = lesson_model(spec, vocab_size=len(chars))
 
-    rows = torch.randperm(len(xs))  # a random 20% of the rows for validation
+    # A random 20% of the rows for validation: the rows zoo's random split holds out (a permutation with a fixed
+    # seed, SPLIT_SEED), so that both sides validate on the same windows and their losses differ only by training.
+    rows = torch.randperm(len(xs), generator=torch.Generator().manual_seed(SPLIT_SEED))
     n_val = int(len(xs) * VAL_FRAC)
     val_rows, trn_rows = rows[:n_val], rows[n_val:]
 
