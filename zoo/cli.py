@@ -342,7 +342,7 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
 
     Held-out loss is measured on the end of the text (the last --val-frac of it) for every
     model alike. Writes OUT/compare.png (held-out loss against training time). Finished runs
-    with the same budget, data and --val-frac are reused.
+    with the same budget, data and --val-frac are reused; runs made with others are refused.
     """
     from dataclasses import asdict
     from pathlib import Path

@@ -16,11 +16,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from zoo import api, registry
 from zoo.checkpoint import abandoned_run, read_config
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
+from zoo.spec import ModelSpec
 
 CHUNKS = 4
 
@@ -54,6 +56,17 @@ def _holds_run(out: Path) -> bool:
     return (out / "config.json").exists() and not abandoned_run(out)
 
 
+def _check_same_comparison(out: Path, recorded: dict[str, Any], budget: float, data: str | None) -> None:
+    """A run in `out` made for another budget or data cannot stand for this comparison: refuse, keep it."""
+    if recorded.get("budget", budget) != budget:  # its curve was measured in chunks of another length
+        wanted = f"a {recorded['budget']:g} s budget, not {budget:g} s"
+    elif recorded.get("data", data) != data:
+        wanted = f"data {recorded['data'] or 'the default'!r}, not {data or 'the default'!r}"
+    else:
+        return
+    raise ZooError(f"{out} holds a comparison run made with {wanted}; choose another --out (or delete that folder to train it again)")
+
+
 def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool, val_frac: float = 0.2) -> Entry:
     done = out / "compare.json"
     if done.exists():
@@ -61,6 +74,8 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         same = record.get("budget") == budget and record.get("data") == data
         if same and record.get("val_frac", api.DEFAULT_VAL_FRAC) == val_frac:  # older records held out 0.2
             return Entry(**{k: v for k, v in record["entry"].items()})
+        if _holds_run(out):
+            _check_same_comparison(out, record, budget, data)
     if _holds_run(out):
         held = read_config(out).get("val_frac", api.DEFAULT_VAL_FRAC)
         if held != val_frac:  # its training saw text that is now held out, or lacks text it may train on
@@ -74,6 +89,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
     spent = 0.0
     if (out / "checkpoint" / "state.json").exists() and (out / "compare.progress.json").exists():
         progress = read_json(out / "compare.progress.json")
+        _check_same_comparison(out, progress, budget, data)  # (progress files from before it kept no budget)
         curve = [tuple(p) for p in progress.get("curve", [])]
         spent = progress.get("spent", 0.0)
     m = None
@@ -89,7 +105,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         spent += time.perf_counter() - t0
         loss = m.evaluate(data=data, split="tail", val_frac=val_frac)["val_loss"]
         curve.append((spent, loss))
-        atomic_write_json(out / "compare.progress.json", {"curve": curve, "spent": spent})
+        atomic_write_json(out / "compare.progress.json", {"curve": curve, "spent": spent, "budget": budget, "data": data})
     if m is None:
         m = api.load(out)
     result = m.evaluate(data=data, split="tail", val_frac=val_frac)
@@ -102,12 +118,19 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         chars_per_s=rate,
         val_loss=result["val_loss"],
         val_bpc=result["val_bpc"],
-        reference=spec.reference.final_val if spec.reference else None,
+        reference=_final_reference(spec, m),
         curve=[list(p) for p in curve],
     )
     atomic_write_json(done, {"budget": budget, "data": data, "val_frac": val_frac, "entry": asdict(entry)})
     print(f"compare: {name} done: held-out {entry.val_loss:.4f} nats/char after {entry.epochs_done:.2f} epochs", file=sys.stderr)
     return entry
+
+
+def _final_reference(spec: ModelSpec, m: api.LoadedModel) -> float | None:
+    """The spec's last published validation loss, when the run trained on the corpus it was measured on."""
+    run = read_json(m.path / "run.json") if m.path is not None and (m.path / "run.json").is_file() else {}
+    refs = api.reference_losses(spec, m.config.get("data"), run.get("data_sha256"))
+    return next((r for r in reversed(refs) if r is not None), None)
 
 
 def compare(
