@@ -179,8 +179,21 @@ def test_info_shows_the_spec():
         r"^  recipe +lr 0\.001 for 4 epochs$",
         r"^  train it +zoo train char-rnn$",
         r"^    val loss/epoch +1\.837, 1\.668, 1\.586, 1\.547$",
+        r"^  batching +windows of 8 characters starting at every character; predicts the next character$",
     ]:
         assert re.search(pattern, out, re.M), (pattern, out)
+
+
+@pytest.mark.parametrize(
+    ("name", "batching"),
+    [
+        ("char-seq", "windows of 8 characters starting every 8 characters; predicts the next character at every position"),
+        ("char-gru", "contiguous streams, 32 characters a step, the state carried on; predicts every next character"),
+    ],
+)
+def test_info_says_what_a_training_row_is_and_predicts(name, batching):
+    out = ok(run_zoo("info", name)).stdout
+    assert re.search(rf"^  batching +{re.escape(batching)}$", out, re.M), out
 
 
 def test_datasets_lists_the_builtin_corpora():
@@ -252,3 +265,14 @@ def test_import_zoo_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=zoo_env(), cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_a_missing_run_folder_suggests_the_hub_only_when_it_could_be_a_repository(tmp_path, monkeypatch):
+    from zoo.errors import ZooError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ZooError, match="^runs/typo: no such run directory$"):  # runs/ is a folder here: a path
+        zoo.load("runs/typo")
+    with pytest.raises(ZooError, match=r"alice/char-rnn-big: no such run directory; if it is a Hub repository, `zoo pull"):
+        zoo.load("alice/char-rnn-big")

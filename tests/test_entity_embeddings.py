@@ -183,3 +183,9 @@ def test_push_and_pull_like_every_other_model(run, tmp_path):
         assert np.array_equal(m.predict(table), again.predict(table))
     finally:
         hub.stop()
+
+
+@pytest.mark.parametrize(("data", "message"), [("/no/such/folder", "no such file or folder"), ("txhousin", "did you mean txhousing")])
+def test_a_missing_table_path_or_a_misspelt_name_is_said_so(data, message):
+    with pytest.raises(ZooError, match=message):
+        zoo.train("entity-embeddings", data=data, epochs=1, quiet=True)

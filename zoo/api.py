@@ -545,8 +545,9 @@ def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel | tasks.Ta
         return load_dir(found[0], device)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ZooError(f"{name}: not a zoo run directory (expected a folder with config.json and model.safetensors)")
-    if "/" in name:
-        raise ZooError(f"{name}: no such run directory; if it is a Hub repository, `zoo pull {name}` first")
+    if "/" in name:  # OWNER/NAME on the Hub, or a local path; when its folder exists, it is a path
+        hint = "" if path.parent.is_dir() else f"; if it is a Hub repository, `zoo pull {name}` first"
+        raise ZooError(f"{name}: no such run directory{hint}")
     spec = registry.get_model(name)  # "unknown model … did you mean"
     raise ZooError(f"no trained weights for {spec.name!r}: train them with `zoo train {spec.name}` and pass the run directory")
 

@@ -139,9 +139,7 @@ def info(name: str) -> None:
         ("dataset", s.dataset),
         ("tags", ", ".join(s.tags) or "-"),
         ("hyper-parameters", ", ".join(f"{k}={v}" for k, v in s.hparams.items()) or "-"),
-        ("batching", f"{s.batching.kind}, length {s.batching.length}, stride {s.batching.stride}, targets {s.batching.targets}")
-        if s.task == "char-lm"
-        else ("batching", "rows of a table"),
+        ("batching", s.batching.describe() if s.task == "char-lm" else "rows of a table"),
         *([("training options", ", ".join(f"{k}={v!r}" for k, v in s.train_options.items()))] if s.train_options else []),
         ("validation split", s.split),
         ("batch size", str(s.batch_size)),

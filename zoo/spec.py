@@ -37,6 +37,14 @@ class Batching:
     stride: int = 1
     targets: str = "next"
 
+    def describe(self) -> str:
+        """In words, for `zoo info`: what one training row is and what it predicts."""
+        if self.kind == "streams":  # every position predicts its next character; the stride does not apply
+            return f"contiguous streams, {self.length} characters a step, the state carried on; predicts every next character"
+        start = "at every character" if self.stride == 1 else f"every {self.stride} characters"
+        what = "the next character" if self.targets == "next" else "the next character at every position"
+        return f"windows of {self.length} characters starting {start}; predicts {what}"
+
     def __post_init__(self) -> None:
         if self.kind not in ("windows", "streams"):
             raise ValueError(f"unknown batching kind {self.kind!r}")

@@ -120,5 +120,7 @@ def load_table(data: str | Path | None, default: str) -> Table:
         raise ZooError(f"--data {value}: no installed table source reads it" + (f"; known: {'; '.join(readers)}" if readers else ""))
     if value in registry.get().datasets:
         raise ZooError(f"--data {value}: a text corpus, not a table; tables: {', '.join(sorted(sources)) or 'none installed'}")
+    if "/" in value or value.startswith((".", "~")) or path.suffix:  # meant as a path, not a name
+        raise ZooError(f"--data {value}: no such file or folder")
     known = sorted(sources)
     raise ZooError(f"unknown table {value!r}{registry.did_you_mean(value, known)}; known: {', '.join(known) or 'none'}, or a path")
