@@ -279,6 +279,21 @@ def test_a_folder_with_anything_of_value_is_never_taken_over(small_corpus, tmp_p
     assert {p.name: p.read_bytes() if p.is_file() else None for p in out.iterdir()} == before
 
 
+@pytest.mark.parametrize("theirs", ["model.safetensors", "notes.txt", "checkpoint"])
+def test_a_new_run_never_writes_into_a_folder_of_someone_elses_files(small_corpus, tmp_path, theirs):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / theirs).mkdir() if theirs == "checkpoint" else (out / theirs).write_text("precious")
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ZooError, match=rf"is not empty and holds no zoo run \(it has '{theirs}'\); choose a new or empty folder"):
+        zoo.train("char-rnn", data=str(small_corpus), out=out, overrides=SMALL_API, max_steps=1, quiet=True)
+    assert sorted(p.name for p in out.iterdir()) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder is fine
+    zoo.train("char-rnn", data=str(small_corpus), out=empty, overrides=SMALL_API, max_steps=1, quiet=True)
+    assert (empty / "model.safetensors").exists()
+
+
 def test_a_run_json_that_lists_every_epochs_rate_still_resumes(small_corpus, tmp_path):
     """run.json records the rates up to the last change and the epoch count; older ones listed every epoch's rate."""
     out = tmp_path / "r"

@@ -377,11 +377,25 @@ def claim_out_dir(spec: ModelSpec, out: str | Path | None, d: distributed.Dist =
     """
     out_dir = Path(out) if out is not None else _new_out_dir(spec.name)
     # rank 0 decides, before any rank writes, so that every rank sees the same answer
-    taken = (out_dir / "config.json").exists() and not abandoned_run(out_dir)
-    out_dir, taken = distributed.broadcast(d, (out_dir, taken))
-    if taken:
-        raise ZooError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out")
+    out_dir, problem = distributed.broadcast(d, (out_dir, _why_not_ours(out_dir)))
+    if problem:
+        raise ZooError(problem)
     return out_dir
+
+
+def _why_not_ours(out_dir: Path) -> str | None:
+    """Why a new run may not write into `out_dir` (None if it may): it holds a run, or files that are someone's."""
+    if abandoned_run(out_dir):
+        return None
+    if (out_dir / "config.json").exists():
+        return f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out"
+    try:
+        other = next(iter(sorted(out_dir.iterdir())), None) if out_dir.is_dir() else None
+    except OSError:
+        other = None  # unreadable: writing the run will say what is wrong
+    if other is not None:  # a run writes model.safetensors, loss.png, ...: never over files that are not its own
+        return f"{out_dir} is not empty and holds no zoo run (it has {other.name!r}); choose a new or empty folder for --out"
+    return None
 
 
 def start_run(out_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> None:
