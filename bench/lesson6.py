@@ -44,7 +44,7 @@ from torch import nn
 
 import zoo
 from zoo import registry
-from zoo.data.batching import SPLIT_SEED
+from zoo.data.batching import SPLIT_SEED, epoch_generator
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
 from zoo.model import build
@@ -180,17 +180,19 @@ def run_plain(spec: ModelSpec, text: str, seed: int, epoch_lrs: list[float]) -> 
     # seed, SPLIT_SEED), so that both sides validate on the same windows and their losses differ only by training.
     rows = torch.randperm(len(xs), generator=torch.Generator().manual_seed(SPLIT_SEED))
     n_val = int(len(xs) * VAL_FRAC)
-    val_rows, trn_rows = rows[:n_val], rows[n_val:]
+    val_rows, trn_rows = rows[:n_val], rows[n_val:].sort().values
 
     opt = torch.optim.Adam(model.parameters(), lr=epoch_lrs[0])
     result = LoopResult()
-    for lr in epoch_lrs:
+    for epoch, lr in enumerate(epoch_lrs):
         for group in opt.param_groups:
             group["lr"] = lr
         model.train()
         loss_sum = 0.0
         t0 = time.perf_counter()
-        order = trn_rows[torch.randperm(len(trn_rows))]
+        # zoo's shuffle of this epoch (a permutation seeded by seed and epoch), so that both sides see the same
+        # batches in the same order: their losses then differ only by how each computes the same function.
+        order = trn_rows[torch.randperm(len(trn_rows), generator=epoch_generator(seed, epoch))]
         for i in range(0, len(order), BATCH_SIZE):
             batch = order[i : i + BATCH_SIZE]
             x, y = xs[batch], ys[batch]
