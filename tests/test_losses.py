@@ -64,3 +64,17 @@ def test_other_dtypes_and_autocast_take_the_plain_path():
     torch.testing.assert_close(loss, _reference(h, w, b, y), rtol=0.05, atol=0.05)
     loss.backward()
     assert h.grad is not None and torch.isfinite(h.grad).all()
+
+
+def test_what_cross_entropy_treats_specially_is_treated_the_same():
+    h, w, b, y = _inputs((6,))
+    padded = y.clone()
+    padded[2] = -100  # F.cross_entropy's ignore_index: left out of the mean
+    torch.testing.assert_close(linear_cross_entropy(h, w, b, padded), _reference(h, w, b, padded))
+    for bad in (-1, 7):  # outside [0, vocab): an error, as F.cross_entropy's, never a wrapped index
+        wrong = y.clone()
+        wrong[0] = bad
+        with pytest.raises((IndexError, RuntimeError)):
+            linear_cross_entropy(h, w, b, wrong)
+    torch.testing.assert_close(linear_cross_entropy(h, w, None, y), _reference(h, w, None, y))  # a head without bias
+    assert torch.isnan(linear_cross_entropy(h[:0], w, b, y[:0]))  # an empty batch, like F.cross_entropy

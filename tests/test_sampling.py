@@ -24,7 +24,7 @@ def model_for(name: str):
 
 
 @pytest.mark.parametrize("name", ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"])
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("temperature", [0.0, 0.8, 1.0])  # 0.8: the temperature folded into the output layer
 def test_state_carrying_sampler_equals_rerunning_the_window(name, temperature):
     spec, model = model_for(name)
     ctx = spec.batching.length
@@ -128,3 +128,20 @@ def test_cli_sample_from_a_run(small_corpus, tmp_path):
     result = json.loads(ev.stdout)
     assert result["val_loss"] == pytest.approx(zoo.load(tmp_path / "r").history[-1]["val_loss"], rel=1e-6)
     assert result["val_bpc"] == pytest.approx(result["val_loss"] / 0.6931471805599453)
+
+
+def test_sampling_never_changes_the_weights_it_reads():
+    """The NumPy loop scales its copy of the output layer by 1/temperature, never the model's (even a transposed view)."""
+    import dataclasses
+
+    from zoo.sampling import Noise, _sample_fused
+
+    _, model = model_for("char-rnn")
+    f = model.fused()
+    stored = f.w_out.t().contiguous()  # as a plugin that keeps its decoder [hidden, vocab] would hand it over
+    f = dataclasses.replace(f, w_out=stored.t())
+    before = [t.clone() for t in (f.table, f.w_hh, stored, f.b_out)]
+    ids = VOCAB.encode("the qu")
+    for _ in range(2):
+        _sample_fused(f, ids, 30, 8, 0.5, None, Noise(torch.Generator().manual_seed(0), 30, 1, len(VOCAB)), 1)
+    assert all(torch.equal(a, b) for a, b in zip(before, (f.table, f.w_hh, stored, f.b_out)))

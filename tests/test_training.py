@@ -351,3 +351,14 @@ def test_mixed_precision_defaults_to_on_only_for_large_models(small_corpus, tmp_
     zoo.train("char-rnn", out=tmp_path / "on", amp=True, **kwargs)
     recorded = [json.loads((tmp_path / d / "run.json").read_text())["options"]["amp"] for d in ("auto", "on")]
     assert recorded == [False, True]  # the resolved choice is recorded, so --resume keeps it
+
+
+def test_the_trainer_takes_the_fused_loss_of_a_model_that_has_one(small_corpus, tmp_path, monkeypatch):
+    """The lesson models train through forward(x, targets) (zoo.losses), not logits then cross-entropy."""
+    import zoo.losses
+
+    calls = []
+    real = zoo.losses._LinearCrossEntropy.apply
+    monkeypatch.setattr(zoo.losses._LinearCrossEntropy, "apply", lambda *a: calls.append(1) or real(*a))
+    zoo.train("char-rnn", data=str(small_corpus), out=tmp_path / "r", overrides=SMALL_API, batch_size=64, max_steps=3, quiet=True)
+    assert len(calls) == 3  # one per training batch; evaluation asks for logits

@@ -151,3 +151,12 @@ def test_evaluating_on_rows_the_model_trained_on_warns(small_corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().startswith("zoo: warning: char-rnn held out the tail 10%")
     assert len(proc.stderr.strip().splitlines()) == 1 and "val_loss" in proc.stdout
+
+
+def test_a_stateful_model_evaluated_with_another_split_name_does_not_warn(small_corpus, tmp_path):
+    """Streams always hold out the end of the text: --split random names the same rows for them."""
+    out = tmp_path / "s"
+    zoo.train("char-stateful", data=str(small_corpus), split="tail", epochs=1, out=out, overrides=small("char-stateful"), quiet=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zoo.load(out).evaluate(split="random")

@@ -81,6 +81,8 @@ class LoadedModel:
         """Why evaluating on these rows would be optimistic: they include rows the model trained on. None if not."""
         run_split = self.config.get("split", "random")
         run_frac = self.config.get("val_frac", DEFAULT_VAL_FRAC)
+        if self.batching.kind == "streams":  # streams always hold out the end of the text, whatever the split
+            split = run_split = "tail"
         if split == run_split and val_frac <= run_frac:
             return None  # the run's own held-out rows, or a part of them (both splits nest as the fraction shrinks)
         record = read_json(self.path / "run.json") if self.path is not None and (self.path / "run.json").is_file() else {}

@@ -51,14 +51,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_h, grad_w, grad_b, None
 
 
-def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
     """`F.cross_entropy(F.linear(h, weight, bias), targets)`, the mean over every target, computed faster on the CPU.
 
     h [..., hidden] pairs position for position with targets [...] (class indices); weight [vocab, hidden].
-    Elsewhere (other devices, half precision) it is that expression, in float32.
+    Elsewhere (other devices, half precision, no bias) it is that expression, at least in float32, and so are the
+    cases F.cross_entropy treats specially: an empty batch, and targets outside [0, vocab) (its ignore_index
+    -100 is ignored, others are errors).
     """
-    fast = h.device.type == "cpu" and h.dtype in (torch.float32, torch.float64) and weight.dtype == h.dtype == bias.dtype
-    if fast and not torch.is_autocast_enabled("cpu"):
+    fast = (
+        bias is not None
+        and h.device.type == "cpu"
+        and h.dtype in (torch.float32, torch.float64)
+        and weight.dtype == h.dtype == bias.dtype
+        and not torch.is_autocast_enabled("cpu")
+        and targets.numel() > 0
+        and 0 <= int(targets.min())
+        and int(targets.max()) < weight.shape[0]
+    )
+    if fast:
         return _LinearCrossEntropy.apply(h, weight, bias, targets.contiguous())
     logits = F.linear(h, weight, bias)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision: the loss in float32
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

@@ -2,9 +2,8 @@
 
 The lesson's `get_next` re-ran the model over the last `context` characters for every
 new character. Here each window's state is advanced once per character instead: the
-sampler keeps one state per window that is still filling (`context` of them, in a ring),
-steps them together as one batch, and predicts from the one that has just seen `context`
-characters. That is exactly the lesson's prediction, at a fraction of the cost.
+sampler keeps one state per window that is still filling, steps them together as one batch,
+and predicts from the one that has just seen `context` characters. That is exactly the lesson's prediction, at a fraction of the cost.
 Models trained on contiguous streams (context None) carry a single state indefinitely.
 
 Two loops implement this:
@@ -12,9 +11,10 @@ Two loops implement this:
 - `_sample_fused`, for models with a fused form (`model.fused()`, see `zoo.model.FusedRnn`)
   on the CPU: the step is one table row plus one small matrix product, so at batch 1 the
   cost is mostly per-operation overhead, and NumPy's is a few times lower than torch's:
-  for char-rnn at temperature 0.8 on one core, 52k chars/s against 14k for the same loop
-  in torch (`bench/perf.py`). About 10 of its ~19 us per character are the [8, 256] @
-  [256, 256] product, which is why it cannot go much faster with exact windows.
+  for char-rnn at temperature 0.8 on one core, 47-58k chars/s against 12-14k for the same
+  loop in torch (`bench/perf.py`). About half of its ~17 us per character is the [6, 256] @
+  [256, 256] product (of the 7 windows alive, the newest is a table row), which is why it
+  cannot go much faster with exact windows.
 - `_sample_stepping`, for every other model and device: the model's own `step()` (or its
   fused form in torch), on whatever device the model lives.
 
@@ -242,7 +242,7 @@ def _sample_fused(
     """
     table = f.table.detach().numpy()
     w_hh_t = np.ascontiguousarray(f.w_hh.detach().numpy().T)
-    w_out_t = np.ascontiguousarray(f.w_out.detach().numpy().T)
+    w_out_t = np.array(f.w_out.detach().numpy().T, order="C")  # a copy, always: it may be scaled in place below
     b_out = f.b_out.detach().numpy().copy()
     b_out[0] = -np.inf  # as _pick_np does to the logits
     # Gumbel-max without top-k picks argmax(h @ w_out.T / T + b_out / T + g): the temperature is folded into
