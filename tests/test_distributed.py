@@ -51,6 +51,7 @@ def test_two_processes_match_one_and_only_rank_0_writes(corpus, tmp_path):
         "training.json",
         "model.safetensors",
         "loss.png",
+        ".zoo.lock",  # rank 0's lock while it trained (zoo.runlock)
     }
     assert json.loads((work / "ddp" / "run.json").read_text())["options"]["world_size"] == 2
 

@@ -238,7 +238,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(smal
     kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=2, epochs=1, max_steps=2)
     with pytest.raises(type(exc)):
         zoo.train("char-rnn", out=out, callbacks=[_FailAtStart(exc)], **kw)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "run.json"]  # no weights, no checkpoint
+    assert sorted(p.name for p in out.iterdir()) == [".zoo.lock", "config.json", "run.json"]  # no weights, no checkpoint
     with pytest.raises(ZooError, match="stopped before its first checkpoint.*start it again with the same --out"):
         zoo.train(resume=out, quiet=True)
 
@@ -362,3 +362,25 @@ def test_the_trainer_takes_the_fused_loss_of_a_model_that_has_one(small_corpus, 
     monkeypatch.setattr(zoo.losses._LinearCrossEntropy, "apply", lambda *a: calls.append(1) or real(*a))
     zoo.train("char-rnn", data=str(small_corpus), out=tmp_path / "r", overrides=SMALL_API, batch_size=64, max_steps=3, quiet=True)
     assert len(calls) == 3  # one per training batch; evaluation asks for logits
+
+
+def test_a_folder_a_run_is_training_in_is_never_taken_over(small_corpus, tmp_path):
+    """Before its first checkpoint a live run's folder looks abandoned; its lock (zoo.runlock) says otherwise."""
+    from zoo import runlock
+
+    out = tmp_path / "live"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"format": "zoo/1", "model": "char-rnn"}))
+    (out / "run.json").write_text(json.dumps({"model": "char-rnn"}))
+    kwargs = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, max_steps=1, quiet=True)
+    with runlock.scope():
+        runlock.lock(out)  # as the live run holds it (a lock on its own open file: another holder, even in-process)
+        with pytest.raises(ZooError, match="is being trained by another process right now"):
+            zoo.train("char-rnn", out=out, **kwargs)
+    zoo.train("char-rnn", out=out, **kwargs)  # the run ended (lock released): the folder is free again
+    assert (out / "model.safetensors").exists() and not runlock.is_locked(out)
+    with runlock.scope():
+        runlock.lock(out)
+        with pytest.raises(ZooError, match="is being trained by another process right now"):
+            zoo.train(resume=out, max_steps=2, quiet=True)
+    assert zoo.train(resume=out, max_steps=2, quiet=True).partial["step"] == 2

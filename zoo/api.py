@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import platform
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from zoo import __version__, checks, distributed, registry, tasks
+from zoo import __version__, checks, distributed, registry, runlock, tasks
 from zoo.checkpoint import (
     CONFIG_FORMAT,
     abandoned_run,
@@ -232,6 +234,18 @@ def recorded_lrs(options: dict[str, Any]) -> list[float]:
     return extend_lrs(lrs, checks.whole("run.json's epochs", options.get("epochs", len(lrs)), 1))
 
 
+def _run_locks_released(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` with the run-folder locks it takes (zoo.runlock) released when it returns or raises."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with runlock.scope():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_run_locks_released
 def train(
     name: str | None = None,
     *,
@@ -387,12 +401,15 @@ def claim_out_dir(spec: ModelSpec, out: str | Path | None, d: distributed.Dist =
 
 def _why_not_ours(out_dir: Path) -> str | None:
     """Why a new run may not write into `out_dir` (None if it may): it holds a run, or files that are someone's."""
+    if runlock.is_locked(out_dir):  # a live run before its first checkpoint looks abandoned: the lock tells
+        return f"{out_dir} is being trained by another process right now; wait for it to end, or choose another --out"
     if abandoned_run(out_dir):
         return None
     if (out_dir / "config.json").exists():
         return f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out"
     try:
-        other = next(iter(sorted(out_dir.iterdir())), None) if out_dir.is_dir() else None
+        entries = sorted(p for p in out_dir.iterdir() if p.name != runlock.LOCK_FILE) if out_dir.is_dir() else []
+        other = entries[0] if entries else None
     except OSError:
         other = None  # unreadable: writing the run will say what is wrong
     if other is not None:  # a run writes model.safetensors, loss.png, ...: never over files that are not its own
@@ -404,6 +421,10 @@ def start_run(out_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> 
     """Create the run directory with its config.json and run.json."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
+    runlock.lock(out_dir)  # held until zoo.train returns: no other process may train here meanwhile
+    try:
         atomic_write_json(out_dir / "config.json", config)
         atomic_write_json(out_dir / "run.json", record)
     except OSError as exc:
@@ -500,6 +521,8 @@ def _resume(
     if epochs is not None:
         lrs = extend_lrs(lrs, checks.whole("--epochs", epochs, 1))
     d = distributed.from_env()
+    if d.main:  # rank 0 writes; under torchrun the other ranks of the same run must not be refused
+        runlock.lock(run_dir)
     dev = distributed.setup(d, resolve_device(device))
     quiet = quiet or not d.main
     source = resolve(options["data"], spec.dataset)

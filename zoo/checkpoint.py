@@ -39,7 +39,7 @@ CHECKPOINT = "checkpoint"
 _CHECKPOINT_TEMP = re.compile(rf"\.{CHECKPOINT}\.[a-z0-9_]{{8}}")
 # What start_run writes before training (and atomic_write_bytes's temporary files for them): a folder holding
 # only these, and no weights, is a run that stopped before its first checkpoint
-_RUN_FILE = re.compile(r"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{8}\.tmp")
+_RUN_FILE = re.compile(r"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{8}\.tmp|\.zoo\.lock")  # zoo.runlock's file
 VOCAB_METADATA = "zoo.vocab_sha256"  # the key in a safetensors file's metadata
 _VOCAB_ATTR = "zoo_vocab_sha256"  # where a model carries the fingerprint of the vocabulary it was built for
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import checks
+from zoo import checks, runlock
 from zoo.data.table import Table, load_table, split_rows
 from zoo.errors import ZooError
 from zoo.spec import ModelSpec
@@ -483,6 +483,7 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     task = table_task(spec)
     if distributed.from_env().enabled:
         raise ZooError(f"{spec.name} is a {spec.task} model: it trains in one process; run it without torchrun")
+    runlock.lock(run_dir)  # released when zoo.train returns
     options = record.get("options", {})
     ckpt = find_checkpoint(run_dir)
     lrs = api.recorded_lrs(options)
