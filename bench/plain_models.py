@@ -4,7 +4,7 @@ These are written out here, not imported from zoo, so that a change to zoo's mod
 compute the same functions faster) cannot also change the baseline they are measured against.
 Each class creates its parameters in the same order, with the same names and shapes, as its zoo
 counterpart in plugins/zoo_lesson6/models.py, so the same seed gives both the same initial
-weights (tests/test_bench.py checks that).
+weights (tests/test_recurrence.py checks that, and that both compute the same function).
 """
 
 from __future__ import annotations

@@ -87,8 +87,7 @@ class LoadedModel:
             split = run_split = "tail"
         if split == run_split and val_frac <= run_frac:
             return None  # the run's own held-out rows, or a part of them (both splits nest as the fraction shrinks)
-        record = read_json(self.path / "run.json") if self.path is not None and (self.path / "run.json").is_file() else {}
-        trained_on = record.get("data_sha256")
+        trained_on = self.run_record.get("data_sha256")
         if trained_on is None or hashlib.sha256(text.encode("utf-8")).hexdigest() != trained_on:
             return None  # another text (or a run that did not record its own): no rows in common
         return (
@@ -96,11 +95,14 @@ class LoadedModel:
             f"{percent(val_frac)} overlaps rows it trained on, so the loss is optimistic"
         )
 
+    @functools.cached_property
+    def run_record(self) -> dict[str, Any]:
+        """The run's run.json (how it was trained: options, data sha256, versions); {} when the folder has none."""
+        path = self.path / "run.json" if self.path is not None else None
+        return read_json(path) if path is not None and path.is_file() else {}
+
     def _training_batch_size(self) -> int:
-        record = self.path / "run.json" if self.path is not None else None
-        if record is not None and record.exists():
-            return int(read_json(record).get("options", {}).get("batch_size") or self.spec.batch_size)
-        return self.spec.batch_size
+        return int(self.run_record.get("options", {}).get("batch_size") or self.spec.batch_size)
 
     def to(self, device: str | torch.device) -> LoadedModel:
         self.model.to(resolve_device(str(device)) if isinstance(device, str) else device)
@@ -203,12 +205,12 @@ def _new_out_dir(name: str, base: Path = Path("runs")) -> Path:
 
 
 def epoch_lrs(spec: ModelSpec, epochs: int | None, lr: float | None) -> list[float]:
-    """The recipe's per-epoch learning rates; --epochs cuts or extends it, --lr replaces every rate."""
+    """The recipe's per-epoch learning rates; --epochs cuts or extends it, --lr replaces every rate (both checked by `train`)."""
     lrs = spec.epoch_lrs()
     if epochs is not None:
-        lrs = extend_lrs(lrs, checks.whole("--epochs", epochs, 1))
+        lrs = extend_lrs(lrs, epochs)
     if lr is not None:
-        lrs = [checks.positive("--lr", lr)] * len(lrs)
+        lrs = [lr] * len(lrs)
     return lrs
 
 
@@ -278,7 +280,8 @@ def train(
     a resumed run keeps its own. `amp` is bf16 autocast on CUDA; None turns it on for models of a
     million parameters or more (`zoo.model.AMP_MIN_PARAMS`), the size from which it pays.
     """
-    # A Python caller has no click types in front of it: a string here would be a TypeError deep inside
+    # Checked once, here, for every path below (new runs, resumes, table tasks): a Python caller has no
+    # click types in front of it, and a string would be a TypeError deep inside.
     epochs = None if epochs is None else checks.whole("--epochs", epochs, 1)
     lr = None if lr is None else checks.positive("--lr", lr)
     batch_size = None if batch_size is None else checks.whole("--batch-size", batch_size, 1)
@@ -312,8 +315,8 @@ def train(
     tasks.check_options(spec, options)
     hparams = parse_overrides(spec, list(overrides))
     lrs = epoch_lrs(spec, epochs, lr)
-    batch_size = check_sizes(spec, batch_size, max_steps)
-    val_frac = check_val_frac(DEFAULT_VAL_FRAC if val_frac is None else val_frac)
+    batch_size = spec.batch_size if batch_size is None else batch_size
+    val_frac = DEFAULT_VAL_FRAC if val_frac is None else val_frac
     split = split or spec.split
     if split not in SPLITS:
         raise ZooError(f"--split {split}: unknown (known: {', '.join(SPLITS)})")
@@ -376,13 +379,6 @@ def base_config(spec: ModelSpec, hparams: dict[str, Any], split: str, data_id: s
         "split": split,
         "data": data_id,
     }
-
-
-def check_sizes(spec: ModelSpec, batch_size: int | None, max_steps: int | None) -> int:
-    """The batch size to use (the spec's unless given); a size or step limit below 1 is an error."""
-    if max_steps is not None:
-        checks.whole("--max-steps", max_steps, 1)
-    return checks.whole("--batch-size", spec.batch_size if batch_size is None else batch_size, 1)
 
 
 def claim_out_dir(spec: ModelSpec, out: str | Path | None, d: distributed.Dist = distributed.SINGLE) -> Path:
@@ -514,12 +510,12 @@ def _resume(
     if name is not None and name != spec.name:
         raise ZooError(f"{run_dir} is a run of {spec.name!r}, not {name!r}")
     run_frac = config.get("val_frac", DEFAULT_VAL_FRAC)  # runs from before --val-frac held out 0.2
-    if val_frac is not None and check_val_frac(val_frac) != run_frac:
+    if val_frac is not None and val_frac != run_frac:
         raise ZooError(f"--val-frac: {run_dir} holds out {run_frac:g} of its text; a resumed run keeps the options it started with")
     options = record.get("options", {})
     lrs = recorded_lrs(options)
     if epochs is not None:
-        lrs = extend_lrs(lrs, checks.whole("--epochs", epochs, 1))
+        lrs = extend_lrs(lrs, epochs)
     d = distributed.from_env()
     if d.main:  # rank 0 writes; under torchrun the other ranks of the same run must not be refused
         runlock.lock(run_dir)

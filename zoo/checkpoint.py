@@ -30,6 +30,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from zoo import runlock
 from zoo.errors import ZooError
 from zoo.fileio import DIR_MODE, atomic_write_bytes, atomic_write_json, read_json
 
@@ -37,9 +38,9 @@ CONFIG_FORMAT = "zoo/1"
 CHECKPOINT = "checkpoint"
 # tempfile.mkdtemp's names: the prefix, then 8 of [a-z0-9_]; ".checkpoint.old" (3 letters) never matches
 _CHECKPOINT_TEMP = re.compile(rf"\.{CHECKPOINT}\.[a-z0-9_]{{8}}")
-# What start_run writes before training (and atomic_write_bytes's temporary files for them): a folder holding
-# only these, and no weights, is a run that stopped before its first checkpoint
-_RUN_FILE = re.compile(r"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{8}\.tmp|\.zoo\.lock")  # zoo.runlock's file
+# What start_run writes before training (atomic_write_bytes's temporary files for them, and the run's lock): a
+# folder holding only these, and no weights, is a run that stopped before its first checkpoint
+_RUN_FILE = re.compile(rf"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{{8}}\.tmp|{re.escape(runlock.LOCK_FILE)}")
 VOCAB_METADATA = "zoo.vocab_sha256"  # the key in a safetensors file's metadata
 _VOCAB_ATTR = "zoo_vocab_sha256"  # where a model carries the fingerprint of the vocabulary it was built for
 

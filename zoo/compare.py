@@ -128,8 +128,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
 
 def _final_reference(spec: ModelSpec, m: api.LoadedModel) -> float | None:
     """The spec's last published validation loss, when the run trained on the corpus it was measured on."""
-    run = read_json(m.path / "run.json") if m.path is not None and (m.path / "run.json").is_file() else {}
-    refs = api.reference_losses(spec, m.config.get("data"), run.get("data_sha256"))
+    refs = api.reference_losses(spec, m.config.get("data"), m.run_record.get("data_sha256"))
     return next((r for r in reversed(refs) if r is not None), None)
 
 

@@ -414,7 +414,7 @@ def train(
     hparams = parse_overrides(spec, list(overrides))
     resolved = check_options(spec, options)
     lrs = api.epoch_lrs(spec, epochs, lr)
-    batch_size = api.check_sizes(spec, batch_size, max_steps)
+    batch_size = spec.batch_size if batch_size is None else batch_size
     split = split or spec.split
     fit = _fit_function(spec)
     if callable(getattr(fit, "validate_options", None)):  # refuse bad options before a run directory exists
@@ -488,7 +488,7 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     ckpt = find_checkpoint(run_dir)
     lrs = api.recorded_lrs(options)
     if epochs is not None:
-        lrs = api.extend_lrs(lrs, checks.whole("--epochs", epochs, 1))
+        lrs = api.extend_lrs(lrs, epochs)
     dev = resolve_device(device)
     table = load_table(options["data"], spec.dataset)
     if record.get("data_sha256") and table.sha256 != record["data_sha256"]:

@@ -243,6 +243,14 @@ class Trainer:
         if not self.quiet:
             print(text, file=sys.stderr, flush=True)
 
+    def _batch_loss(self, x: Any, y: torch.Tensor) -> torch.Tensor:
+        """The batch's mean loss: from the model itself if it fuses its output layer with the loss, else the task's."""
+        with _autocast(self.device, self.amp):
+            if self.fused_loss:
+                return self.net(x, targets=y)
+            logits, self.carried = forward(self.model, x, self.carried, self.net)
+        return self.task.loss(logits, y)
+
     def _add_loss(self, loss: torch.Tensor, rows: int) -> None:
         """Count a batch's mean loss; summed where it lives and read (a wait for the device) every `sync_every` steps."""
         weighted = loss.to(torch.float32 if loss.device.type == "mps" else torch.float64) * rows  # MPS has no float64
@@ -335,13 +343,7 @@ class Trainer:
             self.carried = None  # each epoch starts from a zero state
         for x, y in batches.epoch(self.seed, st.epoch, st.step, rank=self.dist.rank, world=self.dist.world):
             x, y = _tasks.to_device(x, self.device), y.to(self.device, non_blocking=True)
-            with _autocast(self.device, self.amp):
-                if self.fused_loss:
-                    loss = self.net(x, targets=y)
-                else:
-                    logits, self.carried = forward(self.model, x, self.carried, self.net)
-            if not self.fused_loss:
-                loss = self.task.loss(logits, y)
+            loss = self._batch_loss(x, y)
             extra = getattr(self.model, "extra_loss", None)  # e.g. AWD-LSTM's activation regularisation
             self.opt.zero_grad(set_to_none=True)
             (loss if extra is None else loss + extra).backward()
