@@ -44,6 +44,7 @@ from torch import nn
 
 import zoo
 from zoo import registry
+from zoo.allocator import keep_freed_memory
 from zoo.data.batching import SPLIT_SEED, epoch_generator
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
@@ -230,7 +231,13 @@ def plain_val_loss(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, batch_s
 
 
 def warm_up(specs: list[ModelSpec], vocab_size: int = 85, steps: int = 3) -> None:
-    """A few steps of each architecture on random data, so the first model timed does not pay torch's start-up costs."""
+    """A few steps of each architecture on random data, so the first model timed does not pay torch's start-up costs.
+
+    Also zoo's allocator settings (zoo.allocator; zoo's trainer sets them for the rest of the process) from the
+    start, so that both sides, which share this process, always run with the same ones: the comparison is
+    of the computation alone, and zoo is not credited with the page faults it avoids.
+    """
+    keep_freed_memory()
     for spec in specs:
         for model in (lesson_model(spec, vocab_size), build(spec, vocab_size)):  # both sides: plain and zoo
             opt = torch.optim.Adam(model.parameters())

@@ -77,6 +77,7 @@ from zoo.data.vocab import Vocab
 from zoo.errors import ZooError
 from zoo.model import build
 from zoo.spec import ModelSpec
+from zoo.trainer import uses_fused_loss
 
 SECTIONS = ("train", "sample", "startup", "memory")
 PROMPT = "for thos"  # the lesson's prompt
@@ -122,16 +123,27 @@ def _addmm_inplace_flops(self_shape: Any, a_shape: Any, b_shape: Any, *args: Any
     return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
 
-def step_flops(model: torch.nn.Module, spec: ModelSpec, vocab_size: int) -> int:
-    """Floating-point operations of one training batch (forward and backward), as torch's flop counter counts them.
+def text_batch(text: str, vocab: Vocab, length: int, seed: int) -> torch.Tensor:
+    """BATCH_SIZE windows of `length` characters of `text` at random starts: a batch as training sees one."""
+    ids = torch.tensor(vocab.encode(text))
+    starts = torch.randint(0, len(ids) - length, (BATCH_SIZE,), generator=torch.Generator().manual_seed(seed))
+    return ids[starts[:, None] + torch.arange(length)]
+
+
+def step_flops(model: torch.nn.Module, x: torch.Tensor, vocab_size: int, targets_every: bool) -> int:
+    """Floating-point operations of one training batch x (forward and backward), as torch's flop counter counts them.
 
     The counter sees the matrix products inside zoo's autograd functions too, so each side is credited
-    with the work it actually does: zoo's algebra does fewer FLOPs for the same result.
+    with the work it actually does: zoo's algebra does fewer FLOPs for the same result (and how many fewer
+    depends on the text: steps shared by rows with the same prefix are computed once, so x is real text).
     """
-    x = torch.randint(1, vocab_size, (BATCH_SIZE, spec.batching.length))
     with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_inplace_flops}) as counter:
-        logits = model(x)
-        F.cross_entropy(logits.reshape(-1, vocab_size), torch.zeros(logits.numel() // vocab_size, dtype=torch.long)).backward()
+        if uses_fused_loss(model):  # as the trainer calls it
+            y = torch.zeros(x.shape if targets_every else x.shape[:1], dtype=torch.long)
+            model(x, targets=y).backward()
+        else:
+            logits = model(x)
+            F.cross_entropy(logits.reshape(-1, vocab_size), torch.zeros(logits.numel() // vocab_size, dtype=torch.long)).backward()
     return counter.get_total_flops()
 
 
@@ -160,9 +172,12 @@ def bench_training(specs: list[ModelSpec], text: str, seed: int, steps: int, rep
             hidden = spec.hparams.get("n_hidden", 256)
             if hidden not in ceilings:
                 ceilings[hidden] = matmul_ceiling(BATCH_SIZE, hidden, hidden)
-            vocab_size = len(Vocab.from_text(part))
-            zoo_flops = step_flops(build(spec, vocab_size), spec, vocab_size)
-            plain_flops = step_flops(lesson_model(spec, vocab_size), spec, vocab_size)
+            vocab = Vocab.from_text(part)
+            vocab_size = len(vocab)
+            x = text_batch(part, vocab, spec.batching.length, seed)
+            every = spec.batching.targets == "every"
+            zoo_flops = step_flops(build(spec, vocab_size), x, vocab_size, every)
+            plain_flops = step_flops(lesson_model(spec, vocab_size), x, vocab_size, every)
             zoo_cps, plain_cps = [], []
             with tempfile.TemporaryDirectory(prefix=f"perf-{spec.name}-") as tmp:
                 path = Path(tmp) / "slice.txt"

@@ -78,3 +78,21 @@ def test_what_cross_entropy_treats_specially_is_treated_the_same():
             linear_cross_entropy(h, w, b, wrong)
     torch.testing.assert_close(linear_cross_entropy(h, w, None, y), _reference(h, w, None, y))  # a head without bias
     assert torch.isnan(linear_cross_entropy(h[:0], w, b, y[:0]))  # an empty batch, like F.cross_entropy
+
+
+def test_states_shared_by_several_targets_count_once_per_target():
+    """With rows, h holds distinct states and target i belongs to h[rows[i]]: the same loss and gradients as
+    repeating the states, including a state that has the same target twice and a state that has none."""
+    h, w, b, _ = _inputs((5,))
+    rows = torch.tensor([0, 0, 0, 2, 3, 3, 1, 0])  # state 4 unused
+    y = torch.tensor([1, 1, 4, 0, 6, 2, 3, 5])
+    fused = linear_cross_entropy(h, w, b, y, rows)
+    ref = _reference(h[rows], w, b, y)
+    torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+    for a, r in zip(torch.autograd.grad(fused, (h, w, b)), torch.autograd.grad(ref, (h, w, b))):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *a: linear_cross_entropy(*a, y, rows), (h, w, b))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the plain path takes rows too
+        torch.testing.assert_close(linear_cross_entropy(h.float(), w.float(), b.float(), y, rows), ref.float(), rtol=0.05, atol=0.05)
+    with pytest.raises(ValueError, match="differ in shape"):
+        linear_cross_entropy(h, w, b, y, rows[:-1])

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from zoo import registry
 from zoo.model import build
-from zoo.recurrence import elman, relu_tanh
+from zoo.recurrence import SHARE_LIMIT, elman, elman_split, prefix_levels, relu_tanh
 
 LESSON = ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"]
 V, B, H = 7, 3, 5
@@ -72,19 +72,95 @@ def test_relu_tanh_matches_autograd_and_passes_gradcheck(steps, with_h0, last_on
     assert torch.autograd.gradcheck(f, (table, w_in, w_hid, b) + ((h0,) if h0 is not None else ()))
 
 
+def _rows_with_shared_prefixes(kind: str, rows: int, steps: int, vocab: int, seed: int = 0) -> torch.Tensor:
+    """Batch-first character rows: "random" (little sharing), "few" (3 letters: early prefixes shared),
+    "repeated" (4 distinct rows, each 3 times: every prefix shared)."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "random":
+        return torch.randint(0, vocab, (rows, steps), generator=g)
+    if kind == "few":
+        return vocab - 1 - torch.randint(0, 3, (rows, steps), generator=g)
+    distinct = torch.randint(0, vocab, (4, steps), generator=g)
+    return distinct.repeat(-(-rows // 4), 1)[:rows]
+
+
+def test_prefix_levels_describe_the_distinct_prefixes():
+    x = torch.tensor([[1, 2, 3, 4], [1, 2, 5, 4], [1, 6, 3, 4], [1, 2, 3, 0], [2, 2, 3, 4]] * 2)  # 10 rows, 5 distinct
+    idx = x.t().contiguous()
+    levels = prefix_levels(idx, 7)
+    assert len(levels) == 3  # every step but the last: at most 4 distinct prefixes of 10 rows at each
+    for t, (chars, _, rows) in enumerate(levels):
+        # Rebuild each row's prefix from the levels: the same as the row's first t + 1 characters.
+        for b in range(x.shape[0]):
+            prefix, u = [], int(rows[b])
+            for level in range(t, -1, -1):
+                prefix.append(int(levels[level][0][u]))
+                if level:
+                    u = int(levels[level][1][u])
+            assert prefix[::-1] == x[b, : t + 1].tolist()
+        assert len(chars) == len({tuple(r) for r in x[:, : t + 1].tolist()})
+    assert levels[0][1] is None
+
+
+def test_prefix_levels_stop_when_a_step_has_few_shared_prefixes():
+    x = _rows_with_shared_prefixes("random", 40, 6, vocab=85)
+    levels = prefix_levels(x.t().contiguous(), 85)
+    assert len(levels) == 1  # 40 random rows: the first pairs are (nearly) all distinct
+    assert len(levels[0][0]) <= min(40, 85)
+    x = _rows_with_shared_prefixes("few", 40, 6, vocab=85)
+    for chars, _, _ in prefix_levels(x.t().contiguous(), 85)[1:]:
+        assert len(chars) <= SHARE_LIMIT * 40
+
+
+def test_an_index_outside_the_table_is_an_error_even_in_shared_steps():
+    table, idx, w, _ = _inputs(4, False)
+    idx[1, 0] = V  # the rows' keys would alias another prefix if this were not checked
+    with pytest.raises(IndexError):
+        elman(table, idx, w)
+
+
+@pytest.mark.parametrize("kind", ["few", "repeated"])
+@pytest.mark.parametrize("last_only", [False, True])
+def test_shared_prefixes_give_the_same_states_and_gradients(kind, last_only):
+    table, _, w, _ = _inputs(5, False)
+    idx = _rows_with_shared_prefixes(kind, 12, 5, V).t().contiguous()
+    assert len(prefix_levels(idx, V)) > 1  # the case under test: more than the first step is shared
+    ref = _elman_by_autograd(table, idx, w, None, "tanh")
+    torch.testing.assert_close(elman(table, idx, w, last_only=last_only), ref[-1] if last_only else ref)
+    assert torch.autograd.gradcheck(lambda t, w: elman(t, idx, w, last_only=last_only), (table, w))
+    split = elman_split(table, idx, w)
+    torch.testing.assert_close(split.full(), ref)
+    for step in (0, 2, -1):
+        torch.testing.assert_close(split.per_row(step), ref[step])
+    g = torch.Generator().manual_seed(5)
+    w_hid = (0.5 * torch.randn(H, H, generator=g, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(H, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def f(table, w_in, w_hid, b):
+        return relu_tanh(table, idx, w_in, w_hid, b, last_only=last_only)
+
+    h, states = torch.zeros(idx.shape[1], H, dtype=torch.float64), []
+    for t in range(idx.shape[0]):
+        h = torch.tanh(F.linear(torch.relu(table[idx[t]] + h @ w.t()), w_hid, b))
+        states.append(h)
+    torch.testing.assert_close(f(table, w, w_hid, b), states[-1] if last_only else torch.stack(states))
+    assert torch.autograd.gradcheck(f, (table, w, w_hid, b))
+
+
 def test_unknown_nonlinearity_is_refused():
     table, idx, w, _ = _inputs(2, False)
     with pytest.raises(ValueError, match="nonlinearity"):
         elman(table, idx, w, act="sigmoid")
 
 
+@pytest.mark.parametrize("kind", ["random", "few", "repeated"])
 @pytest.mark.parametrize("name", LESSON)
-def test_fast_forward_equals_the_lessons_code_with_the_same_gradients(name):
+def test_fast_forward_equals_the_lessons_code_with_the_same_gradients(name, kind):
     """forward (zoo.recurrence, tables) and lesson_forward (the lesson's code) are the same function."""
     spec = registry.get_model(name)
     torch.manual_seed(0)
     model = build(spec, 85).double()
-    x = torch.randint(0, 85, (6, spec.batching.length))
+    x = _rows_with_shared_prefixes(kind, 12, spec.batching.length, 85)
     fast, lesson = model(x), model.lesson_forward(x)
     torch.testing.assert_close(fast, lesson, rtol=1e-10, atol=1e-10)
     params = list(model.parameters())
@@ -128,8 +204,9 @@ def test_bench_plain_models_start_from_zoos_weights_and_compute_the_same():
         torch.testing.assert_close(zoo_model(x), plain(x), rtol=1e-5, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("kind", ["random", "few", "repeated"])
 @pytest.mark.parametrize("name", LESSON)
-def test_forward_with_targets_is_the_lessons_loss_with_the_same_gradients(name):
+def test_forward_with_targets_is_the_lessons_loss_with_the_same_gradients(name, kind):
     """model(x, targets=y), what the trainer calls, equals cross-entropy on the lesson's code, gradients included."""
     from zoo.trainer import uses_fused_loss
 
@@ -137,7 +214,8 @@ def test_forward_with_targets_is_the_lessons_loss_with_the_same_gradients(name):
     torch.manual_seed(0)
     model = build(spec, 85).double()
     assert uses_fused_loss(model)
-    x = torch.randint(0, 85, (6, spec.batching.length))
+    x = _rows_with_shared_prefixes(kind, 12, spec.batching.length, 85)
+    # Targets differ between rows that share a state: the loss must count each target, not each state.
     y = torch.randint(0, 85, x.shape if spec.batching.targets == "every" else x.shape[:1])
     logits = model.lesson_forward(x)
     fused, lesson = model(x, targets=y), F.cross_entropy(logits.reshape(-1, 85), y.reshape(-1))

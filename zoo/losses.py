@@ -19,21 +19,28 @@ from torch.autograd.function import once_differentiable
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, targets):
-        rows = targets.numel()
-        h2 = h.reshape(rows, h.shape[-1])
+    def forward(ctx, h, weight, bias, targets, rows):
+        n = targets.numel()
+        h2 = h.reshape(-1, h.shape[-1])
         with torch.autocast("cpu", enabled=False):
-            grad = torch.addmm(bias[:, None], weight, h2.t())  # the logits, [vocab, rows]
+            grad = torch.addmm(bias[:, None], weight, h2.t())  # the logits, [vocab, states]
             g = grad.numpy()
-            cols = np.arange(rows)
             t = targets.reshape(-1).numpy()
+            cols = np.arange(n) if rows is None else rows.numpy()  # each target's state
             g -= g.max(axis=0)  # shifted so exp cannot overflow; the softmax is unchanged
             picked = g[t, cols]
             np.exp(g, out=g)
             total = g.sum(axis=0)
-            loss = float(np.mean(np.log(total) - picked))
-            g *= 1.0 / (total * rows)  # d mean loss / d logits = (softmax - onehot) / rows
-            g[t, cols] -= 1.0 / rows
+            if rows is None:
+                loss = float(np.mean(np.log(total) - picked))
+                g *= 1.0 / (total * n)  # d mean loss / d logits = (softmax - onehot) / n
+                g[t, cols] -= 1.0 / n
+            else:
+                # A state shared by several targets: its softmax counts once per target.
+                uses = np.bincount(cols, minlength=g.shape[1])
+                loss = float((np.log(total) @ uses - picked.sum()) / n)
+                g *= uses / (total * n)
+                g -= np.bincount(t * g.shape[1] + cols, minlength=g.size).reshape(g.shape) / n
         ctx.save_for_backward(h2, weight, grad)
         ctx.h_shape = h.shape
         return h.new_tensor(loss)
@@ -48,13 +55,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_h = (grad.t() @ weight).view(ctx.h_shape) if ctx.needs_input_grad[0] else None
             grad_w = grad @ h2 if ctx.needs_input_grad[1] else None
             grad_b = grad.sum(1) if ctx.needs_input_grad[2] else None
-        return grad_h, grad_w, grad_b, None
+        return grad_h, grad_w, grad_b, None, None
 
 
-def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+def linear_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor, rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """`F.cross_entropy(F.linear(h, weight, bias), targets)`, the mean over every target, computed faster on the CPU.
 
     h [..., hidden] pairs position for position with targets [...] (class indices); weight [vocab, hidden].
+    With `rows` (as targets' shape), h is [states, hidden] and target i is that of state h[rows[i]]: states that
+    several targets share (rows with the same prefix) are multiplied once.
     Elsewhere (other devices, half precision, no bias) it is that expression, at least in float32, and so are the
     cases F.cross_entropy treats specially: an empty batch, and targets outside [0, vocab) (its ignore_index
     -100 is ignored, others are errors).
@@ -69,8 +80,12 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
         and 0 <= int(targets.min())
         and int(targets.max()) < weight.shape[0]
     )
+    if rows is not None and rows.shape != targets.shape:
+        raise ValueError(f"rows {tuple(rows.shape)} and targets {tuple(targets.shape)} differ in shape")
     if fast:
-        return _LinearCrossEntropy.apply(h, weight, bias, targets.contiguous())
+        return _LinearCrossEntropy.apply(h, weight, bias, targets.contiguous(), None if rows is None else rows.reshape(-1).contiguous())
     logits = F.linear(h, weight, bias)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision: the loss in float32
+    if rows is not None:
+        logits = logits[rows]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

@@ -27,6 +27,7 @@ from torch import nn
 
 from zoo import distributed
 from zoo import tasks as _tasks
+from zoo.allocator import keep_freed_memory
 from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
 from zoo.errors import ZooError
 from zoo.progress import Progress
@@ -292,6 +293,7 @@ class Trainer:
         Stopping early leaves a checkpoint that `--resume` continues from. Returns the history.
         """
         st = self.state
+        keep_freed_memory()  # each step's large buffers are reused, not faulted in again (zoo.allocator)
         self._max_steps = max_steps
         self._deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         self._emit("on_train_start")

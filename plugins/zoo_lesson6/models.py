@@ -24,7 +24,7 @@ from torch import nn
 
 from zoo.losses import linear_cross_entropy
 from zoo.model import FusedRnn
-from zoo.recurrence import autocast_inputs, elman, relu_tanh
+from zoo.recurrence import autocast_inputs, elman, elman_split, relu_tanh
 
 
 class _Recurrent(nn.Module):
@@ -230,8 +230,14 @@ class CharSeqRnn(_TorchRnn):
         if x.is_cuda:
             return self.head(self.hidden_states(x), targets)
         table, w_hh = autocast_inputs(self.input_table(), self.rnn.weight_hh_l0)
-        hs = elman(table, x.t(), w_hh, act=self.rnn.nonlinearity)  # time-major: [T, B, H]
-        if targets is not None:
-            return self.head(hs, targets.t())
-        # The output layer on the time-major states, then transposed: cheaper than transposing the states.
-        return self.l_out(hs).transpose(0, 1)
+        split = elman_split(table, x.t(), w_hh, act=self.rnn.nonlinearity)  # time-major
+        if targets is None:
+            # The output layer on the time-major states, then transposed: cheaper than transposing the states.
+            return self.l_out(split.full()).transpose(0, 1)
+        # The first steps' states are kept once per distinct prefix, and so is their output layer.
+        w, b, ys = self.l_out.weight, self.l_out.bias, targets.t()
+        losses = [linear_cross_entropy(states, w, b, ys[t], rows) for t, (rows, states) in enumerate(split.shared)]
+        rest = split.rest.shape[0]
+        if rest:
+            losses.append(rest * linear_cross_entropy(split.rest, w, b, ys[-rest:]))
+        return sum(losses) / ys.shape[0]
