@@ -94,5 +94,8 @@ def test_states_shared_by_several_targets_count_once_per_target():
     assert torch.autograd.gradcheck(lambda *a: linear_cross_entropy(*a, y, rows), (h, w, b))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the plain path takes rows too
         torch.testing.assert_close(linear_cross_entropy(h.float(), w.float(), b.float(), y, rows), ref.float(), rtol=0.05, atol=0.05)
-    with pytest.raises(ValueError, match="differ in shape"):
+    with pytest.raises(ValueError, match="shaped as targets"):
         linear_cross_entropy(h, w, b, y, rows[:-1])
+    for bad in (-1, 5):
+        with pytest.raises(IndexError, match="the 5 states"):
+            linear_cross_entropy(h, w, b, y, torch.full_like(rows, bad))

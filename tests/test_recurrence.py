@@ -130,8 +130,10 @@ def test_shared_prefixes_give_the_same_states_and_gradients(kind, last_only):
     assert torch.autograd.gradcheck(lambda t, w: elman(t, idx, w, last_only=last_only), (table, w))
     split = elman_split(table, idx, w)
     torch.testing.assert_close(split.full(), ref)
-    for step in (0, 2, -1):
-        torch.testing.assert_close(split.per_row(step), ref[step])
+    for t, (rows, states) in enumerate(split.shared):
+        torch.testing.assert_close(states[rows], ref[t])
+        assert len(states) < idx.shape[1]  # once per distinct prefix
+    torch.testing.assert_close(split.rest, ref[len(split.shared) :])
     g = torch.Generator().manual_seed(5)
     w_hid = (0.5 * torch.randn(H, H, generator=g, dtype=torch.float64)).requires_grad_()
     b = torch.randn(H, generator=g, dtype=torch.float64, requires_grad=True)
@@ -223,3 +225,20 @@ def test_forward_with_targets_is_the_lessons_loss_with_the_same_gradients(name, 
     params = list(model.parameters())
     for p, a, b in zip(model.named_parameters(), torch.autograd.grad(fused, params), torch.autograd.grad(lesson, params)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {p[0]}")
+
+
+def test_char_seq_loss_with_ignored_targets_is_the_mean_over_the_others():
+    """-100 targets (F.cross_entropy's ignore_index) change how many targets each step has: still one mean."""
+    spec = registry.get_model("char-seq")
+    torch.manual_seed(0)
+    model = build(spec, 85).double()
+    x = _rows_with_shared_prefixes("few", 12, spec.batching.length, 85)
+    y = torch.randint(0, 85, x.shape)
+    y[:3, :2] = -100
+    y[:, 5] = -100  # a whole step ignored
+    fused = model(x, targets=y)
+    lesson = F.cross_entropy(model.lesson_forward(x).reshape(-1, 85), y.reshape(-1))
+    torch.testing.assert_close(fused, lesson, rtol=1e-10, atol=1e-10)
+    params = list(model.parameters())
+    for a, b in zip(torch.autograd.grad(fused, params), torch.autograd.grad(lesson, params)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)

@@ -9,7 +9,8 @@ CPU performance guide suggests the same remedy by another route (jemalloc or tcm
 The settings are glibc's own (the MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ environment
 variables set them too) and last for the rest of the process: blocks under MMAP_THRESHOLD come from
 the heap, and the heap keeps up to TRIM_THRESHOLD of free memory at its top. They are left alone
-where the user chose: those variables set, or ZOO_TUNE_MALLOC=0; elsewhere than glibc, nothing is done.
+where the user chose: those variables or GLIBC_TUNABLES=glibc.malloc.* set, or ZOO_TUNE_MALLOC=0.
+Elsewhere than glibc, nothing is done.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def keep_freed_memory() -> bool:
     if _tuned is not None:
         return _tuned
     _tuned = False
-    if os.environ.get(OPT_OUT, "1") == "0" or any(name in os.environ for name in _USER_SETTINGS):
+    chosen = any(name in os.environ for name in _USER_SETTINGS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+    if os.environ.get(OPT_OUT, "1") == "0" or chosen:
         return False
     libc = _glibc()
     if libc is None:

@@ -80,8 +80,11 @@ def linear_cross_entropy(
         and 0 <= int(targets.min())
         and int(targets.max()) < weight.shape[0]
     )
-    if rows is not None and rows.shape != targets.shape:
-        raise ValueError(f"rows {tuple(rows.shape)} and targets {tuple(targets.shape)} differ in shape")
+    if rows is not None:
+        if rows.shape != targets.shape or h.dim() != 2:
+            raise ValueError(f"rows {tuple(rows.shape)} must be shaped as targets {tuple(targets.shape)}, and h [states, hidden]")
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= h.shape[0]):
+            raise IndexError(f"rows must index the {h.shape[0]} states of h")
     if fast:
         return _LinearCrossEntropy.apply(h, weight, bias, targets.contiguous(), None if rows is None else rows.reshape(-1).contiguous())
     logits = F.linear(h, weight, bias)

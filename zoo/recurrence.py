@@ -255,15 +255,6 @@ class Split(NamedTuple):
     shared: list[tuple[torch.Tensor, torch.Tensor]]
     rest: torch.Tensor
 
-    def per_row(self, step: int) -> torch.Tensor:
-        """The state of every row after `step` (negative: from the end), [B, H]."""
-        k = len(self.shared)
-        step = step + k + self.rest.shape[0] if step < 0 else step
-        if step >= k:
-            return self.rest[step - k]
-        rows, states = self.shared[step]
-        return F.embedding(rows, states)
-
     def full(self) -> torch.Tensor:
         """Every state of every row, [T, B, H]."""
         gathered = [F.embedding(rows, states)[None] for rows, states in self.shared]
@@ -295,21 +286,16 @@ def _no_states(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return table.new_empty((0, idx.shape[1], table.shape[1]))
 
 
-def _finish(split: Split, last_only: bool) -> torch.Tensor:
-    return split.per_row(-1) if last_only else split.full()
-
-
-def elman_split(table: torch.Tensor, idx: torch.Tensor, w_hh: torch.Tensor, act: str = "tanh", last_only: bool = False) -> Split:
-    """`elman` from the zero state, as a `Split`; with `last_only`, `rest` holds only the last state ([1, B, H]),
-    or nothing when the shared steps are all the steps."""
+def elman_split(table: torch.Tensor, idx: torch.Tensor, w_hh: torch.Tensor, act: str = "tanh") -> Split:
+    """`elman` from the zero state, every step, as a `Split`: for a caller that can use the shared steps as they are
+    (char-seq's output layer and loss)."""
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown nonlinearity {act!r} (known: {', '.join(ACTIVATIONS)})")
     idx = idx.contiguous()
     shared, prod = _shared_steps(table, idx, w_hh, tanh if act == "tanh" else torch.relu)
     if prod is None:
         return Split(shared, _no_states(table, idx))
-    rest = _Elman.apply(table, idx[len(shared) :], w_hh, _no_states(table, idx), prod, act, last_only)
-    return Split(shared, rest[None] if last_only else rest)
+    return Split(shared, _Elman.apply(table, idx[len(shared) :], w_hh, _no_states(table, idx), prod, act, False))
 
 
 def elman(
@@ -326,10 +312,17 @@ def elman(
     """
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown nonlinearity {act!r} (known: {', '.join(ACTIVATIONS)})")
-    if h0 is None:
-        return _finish(elman_split(table, idx, w_hh, act, last_only), last_only)
-    hs = _Elman.apply(table, idx.contiguous(), w_hh, h0.to(table.dtype)[None], None, act, last_only)
-    return hs if last_only else hs[1:]
+    idx = idx.contiguous()
+    if h0 is not None:
+        hs = _Elman.apply(table, idx, w_hh, h0.to(table.dtype)[None], None, act, last_only)
+        return hs if last_only else hs[1:]
+    if not last_only:
+        return elman_split(table, idx, w_hh, act).full()
+    shared, prod = _shared_steps(table, idx, w_hh, tanh if act == "tanh" else torch.relu)
+    if prod is None:  # a single step, shared
+        rows, states = shared[-1]
+        return F.embedding(rows, states)
+    return _Elman.apply(table, idx[len(shared) :], w_hh, _no_states(table, idx), prod, act, True)
 
 
 def relu_tanh(
@@ -354,7 +347,8 @@ def relu_tanh(
         return tanh(torch.addmm(b_hid, torch.relu(pre), w_hid.t()))
 
     shared, prod = _shared_steps(table, idx, w_in_h, state)
-    if prod is None:
-        return _finish(Split(shared, _no_states(table, idx)), last_only)
+    if prod is None:  # a single step, shared
+        rows, states = shared[-1]
+        return F.embedding(rows, states) if last_only else Split(shared, _no_states(table, idx)).full()
     rest = _ReluTanh.apply(table, idx[len(shared) :], w_in_h, w_hid, b_hid, _no_states(table, idx), prod, last_only)
-    return rest if last_only else _finish(Split(shared, rest), last_only)
+    return rest if last_only else Split(shared, rest).full()

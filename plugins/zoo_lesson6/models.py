@@ -231,11 +231,16 @@ class CharSeqRnn(_TorchRnn):
             return self.head(self.hidden_states(x), targets)
         table, w_hh = autocast_inputs(self.input_table(), self.rnn.weight_hh_l0)
         split = elman_split(table, x.t(), w_hh, act=self.rnn.nonlinearity)  # time-major
+        # The first steps' states are kept once per distinct prefix, and so is their output layer: logits
+        # (or loss terms) once per state, then one per row.
         if targets is None:
-            # The output layer on the time-major states, then transposed: cheaper than transposing the states.
-            return self.l_out(split.full()).transpose(0, 1)
-        # The first steps' states are kept once per distinct prefix, and so is their output layer.
-        w, b, ys = self.l_out.weight, self.l_out.bias, targets.t()
+            shared = [F.embedding(rows, self.l_out(states)) for rows, states in split.shared]
+            # Time-major logits, then transposed: cheaper than transposing the states.
+            return torch.cat([torch.stack(shared), self.l_out(split.rest)]).transpose(0, 1)
+        ys = targets.t()
+        if int(ys.min()) < 0:  # ignored targets (-100) change each step's count: one mean over all of them
+            return self.head(split.full(), ys)
+        w, b = self.l_out.weight, self.l_out.bias
         losses = [linear_cross_entropy(states, w, b, ys[t], rows) for t, (rows, states) in enumerate(split.shared)]
         rest = split.rest.shape[0]
         if rest:
