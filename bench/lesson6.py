@@ -6,7 +6,10 @@ For each model (zoo first, then plain, so machine noise hits both alike):
          parameters, so the same seed gives the same initial weights), trained by the simple loop
          below: the lesson's windows and targets materialised as tensors, a random 20% of
          the rows held out, torch.randperm each epoch, minibatches of 512 gathered by
-         indexing, Adam, F.cross_entropy, loss.item() every step.
+         indexing, Adam, F.cross_entropy, loss.item() every step. It runs in a process of its
+         own (`PlainProcess`), as any PyTorch program would: zoo's trainer tunes the memory
+         allocator of its process (zoo.allocator), which a plain loop in the same process
+         would inherit.
 
 The table shows the parameter count, seconds per epoch, training throughput (input
 characters per second: rows * window length, training loop only, validation excluded),
@@ -25,15 +28,18 @@ smoke mode, 1 if a model failed to run or produced a non-finite loss or ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import fnmatch
 import json
 import math
+import multiprocessing
 import os
 import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,7 +50,6 @@ from torch import nn
 
 import zoo
 from zoo import registry
-from zoo.allocator import keep_freed_memory
 from zoo.data.batching import SPLIT_SEED, epoch_generator
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
@@ -230,16 +235,11 @@ def plain_val_loss(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, batch_s
     return total / ys.numel()
 
 
-def warm_up(specs: list[ModelSpec], vocab_size: int = 85, steps: int = 3) -> None:
-    """A few steps of each architecture on random data, so the first model timed does not pay torch's start-up costs.
-
-    Also zoo's allocator settings (zoo.allocator; zoo's trainer sets them for the rest of the process) from the
-    start, so that both sides, which share this process, always run with the same ones: the comparison is
-    of the computation alone, and zoo is not credited with the page faults it avoids.
-    """
-    keep_freed_memory()
+def warm_up(specs: list[ModelSpec], sides: tuple[str, ...] = ("plain", "zoo"), vocab_size: int = 85, steps: int = 3) -> None:
+    """A few steps of each architecture on random data, so the first model timed does not pay torch's start-up costs."""
     for spec in specs:
-        for model in (lesson_model(spec, vocab_size), build(spec, vocab_size)):  # both sides: plain and zoo
+        for side in sides:
+            model = lesson_model(spec, vocab_size) if side == "plain" else build(spec, vocab_size)
             opt = torch.optim.Adam(model.parameters())
             x = torch.randint(vocab_size, (BATCH_SIZE, spec.batching.length))
             for _ in range(steps):
@@ -250,11 +250,58 @@ def warm_up(specs: list[ModelSpec], vocab_size: int = 85, steps: int = 3) -> Non
                 opt.step()
 
 
+def _plain_worker_start(names: list[str], threads: int) -> None:
+    torch.set_num_threads(threads)
+    warm_up([registry.get_model(name) for name in names], sides=("plain",))
+
+
+def _plain_worker_run(name: str, text: str, seed: int, epoch_lrs: list[float]) -> LoopResult:
+    return run_plain(registry.get_model(name), text, seed, epoch_lrs)
+
+
+def _plain_worker_allocator() -> bool | None:
+    from zoo import allocator
+
+    return allocator._tuned
+
+
+class PlainProcess:
+    """The plain loop's runs, in a process of their own (spawned, with this process's torch thread count).
+
+    Why: zoo's trainer keeps freed memory in its process for reuse (zoo.allocator) from its first run on,
+    for good. A plain loop run in the same process would inherit that; in its own process it runs with
+    the allocator any PyTorch program has, and zoo is credited with the page faults it avoids, as with
+    its other choices (fused Adam, ...). The process is warmed up once and used for every plain run.
+    """
+
+    def __init__(self, specs: list[ModelSpec]) -> None:
+        # An executor, not a multiprocessing.Pool: a worker that fails to start is an error here, not a restart loop.
+        self._pool = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_plain_worker_start,
+            initargs=([s.name for s in specs], torch.get_num_threads()),
+        )
+
+    def run(self, spec: ModelSpec, text: str, seed: int, epoch_lrs: list[float]) -> LoopResult:
+        return self._pool.submit(_plain_worker_run, spec.name, text, seed, epoch_lrs).result()
+
+    def allocator_tuned(self) -> bool | None:
+        """zoo.allocator's state in the plain process: None, never tried there."""
+        return self._pool.submit(_plain_worker_allocator).result()
+
+    def __enter__(self) -> PlainProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+
+
 # ---------------------------------------------------------------------------------------
 # the benchmark
 
 
-def bench_model(spec: ModelSpec, data: str, text: str, seed: int, smoke: bool, skip_plain: bool) -> ModelResult:
+def bench_model(spec: ModelSpec, data: str, text: str, seed: int, smoke: bool, plain: PlainProcess | None) -> ModelResult:
     ref = spec.reference
     res = ModelResult(model=spec.name)
     if ref is not None:
@@ -263,8 +310,8 @@ def bench_model(spec: ModelSpec, data: str, text: str, seed: int, smoke: bool, s
     res.epochs = len(epoch_lrs)
     try:
         res.zoo, res.params = run_zoo(spec, data, seed, epochs=1 if smoke else None)
-        if not skip_plain:
-            res.plain = run_plain(spec, text, seed, epoch_lrs)
+        if plain is not None:
+            res.plain = plain.run(spec, text, seed, epoch_lrs)
     except Exception as exc:  # report it in the table; the exit status says it failed
         res.error = f"{type(exc).__name__}: {exc}"
     return res
@@ -369,12 +416,14 @@ def main(argv: list[str] | None = None) -> int:
             data = str(Path(tmp) / "smoke.txt")
             Path(data).write_text(text, encoding="utf-8")
         print(f"data: {args.data}{', its start' if args.smoke else ''}: {len(text):,} chars; seed {args.seed}")
-        warm_up(specs)
-        results = []
-        for spec in specs:
-            t0 = time.perf_counter()
-            results.append(bench_model(spec, data, text, args.seed, args.smoke, args.skip_plain))
-            print(f"  {spec.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        with contextlib.ExitStack() as stack:
+            plain = None if args.skip_plain else stack.enter_context(PlainProcess(specs))
+            warm_up(specs, sides=("zoo",))
+            results = []
+            for spec in specs:
+                t0 = time.perf_counter()
+                results.append(bench_model(spec, data, text, args.seed, args.smoke, plain))
+                print(f"  {spec.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
     print()
     print_table(results, args.smoke)

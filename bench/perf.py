@@ -3,7 +3,8 @@
 Four sections, all measured in the same run:
 
   train    for each lesson model, zoo's training throughput beside the plain PyTorch loop of
-           bench/lesson6.py (imported from it, not copied) and their ratio. Each side trains
+           bench/lesson6.py (imported from it, not copied; it runs in a process of its own,
+           see lesson6.PlainProcess) and their ratio. Each side trains
            one epoch on a slice of the corpus sized to exactly STEPS batches of 512, with the
            model's first learning rate; the sides alternate (zoo, plain, zoo, plain, ...) and
            the figures are medians. Also the fraction of the matmul ceiling each side reaches:
@@ -58,13 +59,13 @@ from lesson6 import (
     BATCH_SIZE,
     DATA_HELP,
     VAL_FRAC,
+    PlainProcess,
     default_data,
     fmt,
     is_lesson_model,
     kilo,
     lesson_model,
     machine,
-    run_plain,
     run_zoo,
     warm_up,
 )
@@ -161,51 +162,59 @@ def matmul_ceiling(m: int, k: int, n: int, bursts: int = 9, burst_s: float = 0.0
 
 
 def bench_training(specs: list[ModelSpec], text: str, seed: int, steps: int, repeats: int) -> list[dict[str, Any]]:
-    warm_up(specs)
-    ceilings: dict[int, float] = {}
+    ceilings: dict[int, float] = {}  # the matmul ceiling per hidden size
     rows = []
-    for spec in specs:
-        t0 = time.perf_counter()
-        row: dict[str, Any] = {"model": spec.name, "steps": steps}
-        try:
-            part = train_slice(text, spec, steps)
-            hidden = spec.hparams.get("n_hidden", 256)
-            if hidden not in ceilings:
-                ceilings[hidden] = matmul_ceiling(BATCH_SIZE, hidden, hidden)
-            vocab = Vocab.from_text(part)
-            vocab_size = len(vocab)
-            x = text_batch(part, vocab, spec.batching.length, seed)
-            every = spec.batching.targets == "every"
-            zoo_flops = step_flops(build(spec, vocab_size), x, vocab_size, every)
-            plain_flops = step_flops(lesson_model(spec, vocab_size), x, vocab_size, every)
-            zoo_cps, plain_cps = [], []
-            with tempfile.TemporaryDirectory(prefix=f"perf-{spec.name}-") as tmp:
-                path = Path(tmp) / "slice.txt"
-                path.write_text(part, encoding="utf-8")
-                for _ in range(repeats):  # alternate, so that the machine's load hits both sides alike
-                    zoo_cps.append(run_zoo(spec, str(path), seed, epochs=1)[0].chars_per_s)
-                    plain_cps.append(run_plain(spec, part, seed, spec.epoch_lrs()[:1]).chars_per_s)
-            chars_per_step = BATCH_SIZE * spec.batching.length
-            row.update(
-                chars=len(part),
-                zoo=median(zoo_cps),
-                plain=median(plain_cps),
-                ratio=median([z / p for z, p in zip(zoo_cps, plain_cps)]),  # the pairs ran back to back
-                zoo_runs=zoo_cps,
-                plain_runs=plain_cps,
-                zoo_gflop_per_step=zoo_flops / 1e9,
-                plain_gflop_per_step=plain_flops / 1e9,
-                ceiling_gflops=ceilings[hidden] / 1e9,
-            )
-            row["zoo_ms_per_step"] = 1000 * chars_per_step / row["zoo"]
-            row["plain_ms_per_step"] = 1000 * chars_per_step / row["plain"]
-            row["zoo_ceiling"] = zoo_flops * row["zoo"] / chars_per_step / ceilings[hidden]
-            row["plain_ceiling"] = plain_flops * row["plain"] / chars_per_step / ceilings[hidden]
-        except Exception as exc:  # report it; the exit status says it failed
-            row["error"] = f"{type(exc).__name__}: {exc}"
-        print(f"  train {spec.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        rows.append(row)
+    with PlainProcess(specs) as plain:
+        warm_up(specs, sides=("zoo",))
+        for spec in specs:
+            t0 = time.perf_counter()
+            try:
+                rows.append(bench_model_training(spec, text, seed, steps, repeats, plain, ceilings))
+            except Exception as exc:  # report it; the exit status says it failed
+                rows.append({"model": spec.name, "steps": steps, "error": f"{type(exc).__name__}: {exc}"})
+            print(f"  train {spec.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return rows
+
+
+def bench_model_training(
+    spec: ModelSpec, text: str, seed: int, steps: int, repeats: int, plain: PlainProcess, ceilings: dict[int, float]
+) -> dict[str, Any]:
+    part = train_slice(text, spec, steps)
+    hidden = spec.hparams.get("n_hidden", 256)
+    if hidden not in ceilings:
+        ceilings[hidden] = matmul_ceiling(BATCH_SIZE, hidden, hidden)
+    vocab = Vocab.from_text(part)
+    vocab_size = len(vocab)
+    x = text_batch(part, vocab, spec.batching.length, seed)
+    every = spec.batching.targets == "every"
+    zoo_flops = step_flops(build(spec, vocab_size), x, vocab_size, every)
+    plain_flops = step_flops(lesson_model(spec, vocab_size), x, vocab_size, every)
+    zoo_cps, plain_cps = [], []
+    with tempfile.TemporaryDirectory(prefix=f"perf-{spec.name}-") as tmp:
+        path = Path(tmp) / "slice.txt"
+        path.write_text(part, encoding="utf-8")
+        for _ in range(repeats):  # alternate, so that the machine's load hits both sides alike
+            zoo_cps.append(run_zoo(spec, str(path), seed, epochs=1)[0].chars_per_s)
+            plain_cps.append(plain.run(spec, part, seed, spec.epoch_lrs()[:1]).chars_per_s)
+    chars_per_step = BATCH_SIZE * spec.batching.length
+    row: dict[str, Any] = {
+        "model": spec.name,
+        "steps": steps,
+        "chars": len(part),
+        "zoo": median(zoo_cps),
+        "plain": median(plain_cps),
+        "ratio": median([z / p for z, p in zip(zoo_cps, plain_cps)]),  # the pairs ran back to back
+        "zoo_runs": zoo_cps,
+        "plain_runs": plain_cps,
+        "zoo_gflop_per_step": zoo_flops / 1e9,
+        "plain_gflop_per_step": plain_flops / 1e9,
+        "ceiling_gflops": ceilings[hidden] / 1e9,
+    }
+    row["zoo_ms_per_step"] = 1000 * chars_per_step / row["zoo"]
+    row["plain_ms_per_step"] = 1000 * chars_per_step / row["plain"]
+    row["zoo_ceiling"] = zoo_flops * row["zoo"] / chars_per_step / ceilings[hidden]
+    row["plain_ceiling"] = plain_flops * row["plain"] / chars_per_step / ceilings[hidden]
+    return row
 
 
 def print_training(rows: list[dict[str, Any]]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,17 @@ def test_training_sets_it(tmp_path):
         f"zoo.train('char-rnn', data={str(corpus)!r}, out={str(tmp_path / 'run')!r}, max_steps=1, quiet=True); print(a._tuned)"
     )
     assert _run(code) == ["None", "True"]
+
+
+def test_the_benchmarks_plain_loop_keeps_the_allocator_any_pytorch_program_has():
+    """bench/lesson6.py and perf.py time the plain loop in a process of its own: zoo's trainer, run in the
+    benchmark's process, must not hand its allocator settings to the baseline it is compared with."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))  # as for the scripts there; the worker needs it too
+    try:
+        from lesson6 import PlainProcess
+
+        allocator.keep_freed_memory()  # what zoo.train does in the benchmark's process
+        with PlainProcess([]) as plain:
+            assert plain.allocator_tuned() is None
+    finally:
+        sys.path.pop(0)
