@@ -27,7 +27,7 @@ Four sections, all measured in the same run:
            process whose only child is the training run); beside it, a process that only
            imports torch and zoo.
 
-    .venv/bin/python bench/perf.py                       # everything (~5.5 min on 2 cores)
+    .venv/bin/python bench/perf.py                       # everything (~6 min on 2 cores)
     .venv/bin/python bench/perf.py --smoke               # CI: small slice, few steps and repeats (~25 s)
     .venv/bin/python bench/perf.py --sections sample,startup --json perf.json
 
