@@ -49,7 +49,7 @@ from plain_models import plain_model
 from torch import nn
 
 import zoo
-from zoo import registry
+from zoo import allocator, registry
 from zoo.data.batching import SPLIT_SEED, epoch_generator
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
@@ -260,8 +260,6 @@ def _plain_worker_run(name: str, text: str, seed: int, epoch_lrs: list[float]) -
 
 
 def _plain_worker_allocator() -> bool | None:
-    from zoo import allocator
-
     return allocator._tuned
 
 

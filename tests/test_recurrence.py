@@ -155,21 +155,28 @@ def test_unknown_nonlinearity_is_refused():
         elman(table, idx, w, act="sigmoid")
 
 
+def _lesson_model(name: str):
+    """The model in float64, seeded: the two forms are compared to 1e-10."""
+    torch.manual_seed(0)
+    return build(registry.get_model(name), 85).double()
+
+
+def _assert_same_loss_and_gradients(model, fast: torch.Tensor, lesson: torch.Tensor) -> None:
+    torch.testing.assert_close(fast, lesson, rtol=1e-10, atol=1e-10)
+    params = list(model.parameters())
+    for p, a, b in zip(model.named_parameters(), torch.autograd.grad(fast, params), torch.autograd.grad(lesson, params)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {p[0]}")
+
+
 @pytest.mark.parametrize("kind", ["random", "few", "repeated"])
 @pytest.mark.parametrize("name", LESSON)
 def test_fast_forward_equals_the_lessons_code_with_the_same_gradients(name, kind):
     """forward (zoo.recurrence, tables) and lesson_forward (the lesson's code) are the same function."""
-    spec = registry.get_model(name)
-    torch.manual_seed(0)
-    model = build(spec, 85).double()
-    x = _rows_with_shared_prefixes(kind, 12, spec.batching.length, 85)
+    model = _lesson_model(name)
+    x = _rows_with_shared_prefixes(kind, 12, registry.get_model(name).batching.length, 85)
     fast, lesson = model(x), model.lesson_forward(x)
     torch.testing.assert_close(fast, lesson, rtol=1e-10, atol=1e-10)
-    params = list(model.parameters())
-    g_fast = torch.autograd.grad(fast.square().sum(), params)
-    g_lesson = torch.autograd.grad(lesson.square().sum(), params)
-    for p, a, b in zip(model.named_parameters(), g_fast, g_lesson):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {p[0]}")
+    _assert_same_loss_and_gradients(model, fast.square().sum(), lesson.square().sum())
 
 
 @pytest.mark.parametrize("name", ["char-rnn", "char-concat"])
@@ -213,32 +220,21 @@ def test_forward_with_targets_is_the_lessons_loss_with_the_same_gradients(name, 
     from zoo.trainer import uses_fused_loss
 
     spec = registry.get_model(name)
-    torch.manual_seed(0)
-    model = build(spec, 85).double()
+    model = _lesson_model(name)
     assert uses_fused_loss(model)
     x = _rows_with_shared_prefixes(kind, 12, spec.batching.length, 85)
     # Targets differ between rows that share a state: the loss must count each target, not each state.
     y = torch.randint(0, 85, x.shape if spec.batching.targets == "every" else x.shape[:1])
-    logits = model.lesson_forward(x)
-    fused, lesson = model(x, targets=y), F.cross_entropy(logits.reshape(-1, 85), y.reshape(-1))
-    torch.testing.assert_close(fused, lesson, rtol=1e-10, atol=1e-10)
-    params = list(model.parameters())
-    for p, a, b in zip(model.named_parameters(), torch.autograd.grad(fused, params), torch.autograd.grad(lesson, params)):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {p[0]}")
+    lesson = F.cross_entropy(model.lesson_forward(x).reshape(-1, 85), y.reshape(-1))
+    _assert_same_loss_and_gradients(model, model(x, targets=y), lesson)
 
 
 def test_char_seq_loss_with_ignored_targets_is_the_mean_over_the_others():
     """-100 targets (F.cross_entropy's ignore_index) change how many targets each step has: still one mean."""
-    spec = registry.get_model("char-seq")
-    torch.manual_seed(0)
-    model = build(spec, 85).double()
-    x = _rows_with_shared_prefixes("few", 12, spec.batching.length, 85)
+    model = _lesson_model("char-seq")
+    x = _rows_with_shared_prefixes("few", 12, registry.get_model("char-seq").batching.length, 85)
     y = torch.randint(0, 85, x.shape)
     y[:3, :2] = -100
     y[:, 5] = -100  # a whole step ignored
-    fused = model(x, targets=y)
     lesson = F.cross_entropy(model.lesson_forward(x).reshape(-1, 85), y.reshape(-1))
-    torch.testing.assert_close(fused, lesson, rtol=1e-10, atol=1e-10)
-    params = list(model.parameters())
-    for a, b in zip(torch.autograd.grad(fused, params), torch.autograd.grad(lesson, params)):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    _assert_same_loss_and_gradients(model, model(x, targets=y), lesson)
