@@ -99,3 +99,21 @@ def test_states_shared_by_several_targets_count_once_per_target():
     for bad in (-1, 5):
         with pytest.raises(IndexError, match="the 5 states"):
             linear_cross_entropy(h, w, b, y, torch.full_like(rows, bad))
+
+
+def test_the_sum_reduction_matches_cross_entropys():
+    h, w, b, y = _inputs((6,))
+    for rows in (None, torch.tensor([0, 0, 1, 2, 5, 5])):
+        states = h if rows is None else h[rows]
+        fused = linear_cross_entropy(h, w, b, y, rows, reduction="sum")
+        ref = F.cross_entropy(F.linear(states, w, b), y, reduction="sum")
+        torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+        for a, r in zip(torch.autograd.grad(fused, (h, w, b)), torch.autograd.grad(ref, (h, w, b))):
+            torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+    ignored = y.clone()
+    ignored[1] = -100  # the plain path: F.cross_entropy leaves it out of the sum
+    torch.testing.assert_close(
+        linear_cross_entropy(h, w, b, ignored, reduction="sum"), F.cross_entropy(F.linear(h, w, b), ignored, reduction="sum")
+    )
+    with pytest.raises(ValueError, match="unknown reduction"):
+        linear_cross_entropy(h, w, b, y, reduction="none")

@@ -19,7 +19,7 @@ from torch.autograd.function import once_differentiable
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, rows):
+    def forward(ctx, h, weight, bias, targets, rows, divisor):
         n = targets.numel()
         h2 = h.reshape(-1, h.shape[-1])
         with torch.autocast("cpu", enabled=False):
@@ -31,16 +31,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
             picked = g[t, cols]
             np.exp(g, out=g)
             total = g.sum(axis=0)
+            # divisor: n for the mean, 1 for the sum; d loss / d logits = (softmax - onehot) / divisor
             if rows is None:
-                loss = float(np.mean(np.log(total) - picked))
-                g *= 1.0 / (total * n)  # d mean loss / d logits = (softmax - onehot) / n
-                g[t, cols] -= 1.0 / n
+                loss = float(np.sum(np.log(total) - picked) / divisor)
+                g *= 1.0 / (total * divisor)
+                g[t, cols] -= 1.0 / divisor
             else:
                 # A state shared by several targets: its softmax counts once per target.
                 uses = np.bincount(cols, minlength=g.shape[1])
-                loss = float((np.log(total) @ uses - picked.sum()) / n)
-                g *= uses / (total * n)
-                g -= np.bincount(t * g.shape[1] + cols, minlength=g.size).reshape(g.shape) / n
+                loss = float((np.log(total) @ uses - picked.sum()) / divisor)
+                g *= uses / (total * divisor)
+                g -= np.bincount(t * g.shape[1] + cols, minlength=g.size).reshape(g.shape) / divisor
         ctx.save_for_backward(h2, weight, grad)
         ctx.h_shape = h.shape
         return h.new_tensor(loss)
@@ -55,13 +56,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_h = (grad.t() @ weight).view(ctx.h_shape) if ctx.needs_input_grad[0] else None
             grad_w = grad @ h2 if ctx.needs_input_grad[1] else None
             grad_b = grad.sum(1) if ctx.needs_input_grad[2] else None
-        return grad_h, grad_w, grad_b, None, None
+        return grad_h, grad_w, grad_b, None, None, None
 
 
 def linear_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor, rows: torch.Tensor | None = None
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    rows: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """`F.cross_entropy(F.linear(h, weight, bias), targets)`, the mean over every target, computed faster on the CPU.
+    """`F.cross_entropy(F.linear(h, weight, bias), targets, reduction=reduction)`, computed faster on the CPU.
+
+    `reduction` "mean" (over every counted target) or "sum": sums of several calls over one total count
+    make one mean, whatever each call's share of ignored targets.
 
     h [..., hidden] pairs position for position with targets [...] (class indices); weight [vocab, hidden].
     With `rows` (as targets' shape), h is [states, hidden] and target i is that of state h[rows[i]]: states that
@@ -80,15 +89,19 @@ def linear_cross_entropy(
         and 0 <= int(targets.min())
         and int(targets.max()) < weight.shape[0]
     )
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"unknown reduction {reduction!r} (known: mean, sum)")
     if rows is not None:
         if rows.shape != targets.shape or h.dim() != 2:
             raise ValueError(f"rows {tuple(rows.shape)} must be shaped as targets {tuple(targets.shape)}, and h [states, hidden]")
         if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= h.shape[0]):
             raise IndexError(f"rows must index the {h.shape[0]} states of h")
     if fast:
-        return _LinearCrossEntropy.apply(h, weight, bias, targets.contiguous(), None if rows is None else rows.reshape(-1).contiguous())
+        divisor = targets.numel() if reduction == "mean" else 1
+        rows = None if rows is None else rows.reshape(-1).contiguous()
+        return _LinearCrossEntropy.apply(h, weight, bias, targets.contiguous(), rows, divisor)
     logits = F.linear(h, weight, bias)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision: the loss in float32
     if rows is not None:
         logits = logits[rows]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction)

@@ -237,12 +237,9 @@ class CharSeqRnn(_TorchRnn):
             shared = [F.embedding(rows, self.l_out(states)) for rows, states in split.shared]
             # Time-major logits, then transposed: cheaper than transposing the states.
             return torch.cat([torch.stack(shared), self.l_out(split.rest)]).transpose(0, 1)
-        ys = targets.t()
-        if int(ys.min()) < 0:  # ignored targets (-100) change each step's count: one mean over all of them
-            return self.head(split.full(), ys)
-        w, b = self.l_out.weight, self.l_out.bias
-        losses = [linear_cross_entropy(states, w, b, ys[t], rows) for t, (rows, states) in enumerate(split.shared)]
-        rest = split.rest.shape[0]
-        if rest:
-            losses.append(rest * linear_cross_entropy(split.rest, w, b, ys[-rest:]))
-        return sum(losses) / ys.shape[0]
+        # Sums per part over one count: the mean of every counted target (ignored ones, -100, are not).
+        w, b, ys = self.l_out.weight, self.l_out.bias, targets.t()
+        parts = [linear_cross_entropy(states, w, b, ys[t], rows, "sum") for t, (rows, states) in enumerate(split.shared)]
+        if split.rest.shape[0]:
+            parts.append(linear_cross_entropy(split.rest, w, b, ys[len(split.shared) :], reduction="sum"))
+        return sum(parts) / (ys != -100).sum()
