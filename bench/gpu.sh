@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU benchmark (issue 10, goal 5): char-rnn and char-concat, their lesson recipes on Nietzsche,
-# on CUDA with mixed precision (bf16 autocast, --amp) and without (--no-amp); prints seconds per
+# on CUDA with mixed precision (bf16 autocast, --amp) and without (--no-amp), each also with the
+# step replayed as one CUDA graph (--cuda-graph); prints seconds per
 # epoch and training chars/s from each run's training.json, then sampling speed from those runs. The lesson's 2018 GPU took 11.6 s per
 # char-rnn epoch and 12.7 s per char-concat epoch; the goal is <= 1 s per epoch.
 #
@@ -75,14 +76,22 @@ echo "data: $DATA; device $DEVICE; runs in $OUT"
 
 runs="$OUT/runs.txt"
 : > "$runs"
+# Each model four ways: bf16 autocast on and off, each with the step launched kernel by kernel and as one
+# replayed CUDA graph (--cuda-graph). GRAPHS=0 skips the graph runs (they need a CUDA device).
+configs="amp no-amp"
+if [[ "${GRAPHS:-1}" != 0 && "$DEVICE" == cuda* ]]; then
+    configs="$configs amp+graph no-amp+graph"
+fi
 for model in $MODELS; do
-    for amp in --amp --no-amp; do
-        dir="$OUT/$model-${amp#--}"
+    for config in $configs; do
+        flags=(--"${config%+graph}")
+        [[ "$config" == *+graph ]] && flags+=(--cuda-graph)
+        dir="$OUT/$model-$config"
         rm -rf "$dir"
-        echo "training $model $amp ..." >&2
+        echo "training $model ${flags[*]} ..." >&2
         start=${EPOCHREALTIME:-$(date +%s.%N)}  # bash 5; date otherwise
-        ZOO_PROGRESS=0 "$ZOO" train "$model" --device "$DEVICE" "$amp" --data "$DATA" --out "$dir" --seed 0 -q
-        echo "$model $amp $start ${EPOCHREALTIME:-$(date +%s.%N)} $dir" >> "$runs"
+        ZOO_PROGRESS=0 "$ZOO" train "$model" --device "$DEVICE" "${flags[@]}" --data "$DATA" --out "$dir" --seed 0 -q
+        echo "$model $config $start ${EPOCHREALTIME:-$(date +%s.%N)} $dir" >> "$runs"
     done
 done
 
@@ -95,19 +104,20 @@ import json
 import statistics
 import sys
 
-print(f"{'model':<12} {'amp':<9} {'epochs':>6}  {'s/epoch, each':<28} {'median s/epoch':>14} {'chars/s':>10} {'val loss':>8} {'wall s':>7}")
+print(f"{'model':<12} {'config':<13} {'epochs':>6}  {'s/epoch, each':<28} {'median s/epoch':>14} {'chars/s':>10} {'val loss':>8} {'wall s':>7}")
 for line in open(sys.argv[1]).read().splitlines():
     model, amp, start, end, path = line.split(" ", 4)
     history = json.load(open(f"{path}/training.json"))["history"]
     seconds = [h["seconds"] for h in history]
     rate = statistics.median(h["chars_per_s"] for h in history)
     each = " ".join(f"{s:.2f}" for s in seconds)
-    print(f"{model:<12} {amp:<9} {len(history):>6}  {each:<28} {statistics.median(seconds):>14.2f} {rate:>10,.0f} "
+    print(f"{model:<12} {amp:<13} {len(history):>6}  {each:<28} {statistics.median(seconds):>14.2f} {rate:>10,.0f} "
           f"{history[-1]['val_loss']:>8.3f} {float(end) - float(start):>7.1f}")
 PY
 
 # Sampling from the trained runs: 2,000 characters at temperature 0.8, batch 1 and 64 at once, on the
-# run's device and on the CPU (median of 3 after a warm-up), and the text itself (same seed, same text).
+# run's device and on the CPU (median of 3 after a warm-up), and the text itself (same seed, same text);
+# the graph runs are left out (the same weights).
 "$PYTHON" - "$runs" "$DEVICE" <<'PY'
 import statistics
 import sys
@@ -116,10 +126,12 @@ import time
 import zoo
 
 device = sys.argv[2]
-print(f"{'model':<12} {'amp':<9} {'device':<7} {'batch':>5} {'chars/s':>10}")
+print(f"{'model':<12} {'config':<13} {'device':<7} {'batch':>5} {'chars/s':>10}")
 seen = set()
 for line in open(sys.argv[1]).read().splitlines():
     model, amp, _, _, path = line.split(" ", 4)
+    if amp.endswith("+graph"):
+        continue  # the same weights as the run without the graph: sampling them again says nothing new
     for dev in (device, "cpu"):
         m = zoo.load(path, device=dev)
         for n in (1, 64):
@@ -129,7 +141,7 @@ for line in open(sys.argv[1]).read().splitlines():
                 t0 = time.perf_counter()
                 m.sample("for thos", length=2000, seed=0, num_samples=n)
                 times.append(time.perf_counter() - t0)
-            print(f"{model:<12} {amp:<9} {dev:<7} {n:>5} {2000 * n / statistics.median(times):>10,.0f}")
+            print(f"{model:<12} {amp:<13} {dev:<7} {n:>5} {2000 * n / statistics.median(times):>10,.0f}")
     if model not in seen:
         seen.add(model)
         print(f"  {model} ({amp}) on {device}, seed 0: for thos{zoo.load(path, device=device).sample('for thos', length=300, seed=0)!r}")

@@ -852,3 +852,28 @@ def test_a_token_from_the_environment_is_never_written_or_printed(capsys, tmp_pa
     assert any(p.name == "run.json" for p in written)
     for p in written:
         assert token.encode() not in p.read_bytes(), p
+
+
+def test_a_checkpoint_of_a_plain_adam_resumes_with_the_fused_one(tmp_path):
+    """How the update runs is this machine's choice: a run saved by a non-fused Adam (an older zoo, MPS) resumes
+    with the fused kernel here, its step counts where that kernel wants them, and takes the same steps."""
+    from zoo.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    plain = torch.optim.Adam(model.parameters(), lr=1e-2, foreach=False)
+    x = torch.randn(8, 4)
+    model(x).square().mean().backward()
+    plain.step()
+    save_checkpoint(tmp_path, model, plain, {"epoch": 0, "step": 1})
+    twin = torch.nn.Linear(4, 3)
+    fused = torch.optim.Adam(twin.parameters(), lr=1e-2, fused=True)
+    load_checkpoint(tmp_path / "checkpoint", twin, fused)
+    assert fused.param_groups[0]["fused"] is True and fused.param_groups[0]["foreach"] is None
+    assert all(fused.state[p]["step"].dtype == torch.float32 for p in twin.parameters())
+    for m, opt in ((model, plain), (twin, fused)):
+        opt.zero_grad()
+        m(x).square().mean().backward()
+        opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b)

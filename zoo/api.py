@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo import __version__, checks, distributed, registry, runlock, tasks
+from zoo import __version__, checks, cudagraph, distributed, registry, runlock, tasks
 from zoo.checkpoint import (
     CONFIG_FORMAT,
     abandoned_run,
@@ -268,6 +268,7 @@ def train(
     quiet: bool = False,
     callbacks: list[Any] | None = None,
     options: dict[str, Any] | None = None,
+    cuda_graph: bool = False,
 ) -> LoadedModel | tasks.TaskModel:
     """Train `name` with its recipe (or continue the run in `resume`); returns the trained model.
 
@@ -279,6 +280,8 @@ def train(
     `val_frac` is the fraction of the text held out for validation (character models; default 0.2);
     a resumed run keeps its own. `amp` is bf16 autocast on CUDA; None turns it on for models of a
     million parameters or more (`zoo.model.AMP_MIN_PARAMS`), the size from which it pays.
+    `cuda_graph` replays each full batch's step as one captured CUDA graph (`zoo.cudagraph`): same
+    computation, far fewer kernel launches; CUDA only, for models that carry no state between batches.
     """
     # Checked once, here, for every path below (new runs, resumes, table tasks): a Python caller has no
     # click types in front of it, and a string would be a TypeError deep inside.
@@ -300,11 +303,14 @@ def train(
             quiet=quiet,
             callbacks=callbacks,
             val_frac=val_frac,
+            cuda_graph=cuda_graph,
         )
     if name is None:
         raise ZooError("name a model to train, or --resume a run directory")
     spec = registry.get_model(name)
     if spec.task != "char-lm":  # the table tasks have their own data path
+        if cuda_graph:
+            raise ZooError(f"--cuda-graph applies to character models only; {spec.name} is a {spec.task} model")
         if val_frac is not None:
             raise ZooError(f"--val-frac applies to character models only; {spec.name} is a {spec.task} model")
         return tasks.train(
@@ -350,6 +356,8 @@ def train(
     torch.manual_seed(seed)
     model = tag_vocab(build(spec, len(vocab), hparams), vocab.chars)
     options["amp"] = amp = resolve_amp(amp, model)
+    if cuda_graph:  # refused before the run's folder is written
+        cudagraph.check_usable(dev, model, spec.name, d.enabled)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
     data_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if d.main:
@@ -361,7 +369,7 @@ def train(
             f"({split} split, {percent(val_frac)} held out), device {dev}, output {out_dir}",
             file=sys.stderr,
         )
-    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d, data_sha256)
+    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d, data_sha256, cuda_graph)
     return _fit(trainer, spec, config, out_dir, max_steps, max_seconds)
 
 
@@ -466,13 +474,27 @@ def reference_losses(spec: ModelSpec, data_id: str | None, data_sha256: str | No
 
 
 def _trainer(
-    spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d=distributed.SINGLE, data_sha256=None
+    spec,
+    model,
+    train_b,
+    val_b,
+    lrs,
+    seed,
+    dev,
+    out_dir,
+    config,
+    amp,
+    quiet,
+    callbacks,
+    d=distributed.SINGLE,
+    data_sha256=None,
+    cuda_graph=False,
 ) -> Trainer:
     run = RunInfo(name=spec.name, out_dir=out_dir, config=config, device=str(dev), epochs=len(lrs))
     reference = reference_losses(spec, config.get("data"), data_sha256)
     return Trainer(
         model, train_b, val_b, lrs, seed=seed, device=dev, out_dir=out_dir, run=run, amp=amp,
-        hook=host().pm.hook, callbacks=callbacks, reference=reference, quiet=quiet, dist=d,
+        hook=host().pm.hook, callbacks=callbacks, reference=reference, quiet=quiet, dist=d, cuda_graph=cuda_graph,
     )  # fmt: skip
 
 
@@ -495,10 +517,12 @@ def _fit(
 
 
 def _resume(
-    run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks, val_frac=None
+    run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks, val_frac=None, cuda_graph=False
 ) -> LoadedModel | tasks.TaskModel:
     config = read_config(run_dir)
     if config.get("task", "char-lm") != "char-lm":
+        if cuda_graph:
+            raise ZooError(f"--cuda-graph applies to character models only; {run_dir} is a run of a {config['task']} model")
         if val_frac is not None:
             raise ZooError(f"--val-frac applies to character models only; {run_dir} is a run of a {config['task']} model")
         return tasks.resume(
@@ -532,7 +556,9 @@ def _resume(
     )
     seed = options["seed"]
     amp = options.get("amp", True)
-    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, amp, quiet, callbacks, d, record.get("data_sha256"))
+    trainer = _trainer(
+        spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, amp, quiet, callbacks, d, record.get("data_sha256"), cuda_graph
+    )
     state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
     trainer.state.restore(state)
     if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows

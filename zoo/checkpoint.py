@@ -156,6 +156,9 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Te
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable")
+
+
 def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
@@ -165,7 +168,12 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
     for name, value in meta.get("scalars", {}).items():
         idx, key = name.split(".", 1)
         state.setdefault(int(idx), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    saved = meta["param_groups"]
+    if len(saved) == len(opt.param_groups):  # else load_state_dict says what does not match
+        # How the update runs (fused kernels, foreach, capturable) is this machine's choice, made when the optimizer was
+        # built, not the saved run's: a run started without fused Adam (an older zoo, or MPS) resumes with it here.
+        saved = [{**group, **{k: now[k] for k in IMPLEMENTATION_FLAGS if k in now}} for group, now in zip(saved, opt.param_groups)]
+    opt.load_state_dict({"state": state, "param_groups": saved})
 
 
 def save_checkpoint(

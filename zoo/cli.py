@@ -235,6 +235,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     "--budget", "max_seconds", type=float, callback=_positive, help="Stop after this many seconds of training (with a checkpoint)."
 )
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (bfloat16) on CUDA [default: on for models of 1M+ parameters].")
+@click.option(
+    "--cuda-graph", is_flag=True, help="Replay each step as one captured CUDA graph: fewer kernel launches (CUDA; stateless models)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
 def train(name: str | None, **options: Any) -> None:
     """Train model NAME with its recipe; writes a checkpoint after every epoch.
@@ -253,9 +256,10 @@ def train(name: str | None, **options: Any) -> None:
         given = [k for k, v in extra.items() if v is not None] + [k for k in fixed if options.get(k) not in (None, (), 0)]
         if given:
             flag = "--set" if given[0] == "overrides" else f"--{given[0].replace('_', '-')}"
-            raise ZooError(f"{flag}: a resumed run keeps the options it started with (only --epochs, --max-steps, --budget, --device)")
+            can = "--epochs, --max-steps, --budget, --device, --cuda-graph"
+            raise ZooError(f"{flag}: a resumed run keeps the options it started with (only {can})")
         # val_frac gets here only as None or 0, which api.train refuses as out of range
-        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "max_seconds", "quiet", "val_frac")}
+        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "max_seconds", "quiet", "val_frac", "cuda_graph")}
         m = api.train(name, resume=options["resume"], **keep)
     else:
         del options["resume"]

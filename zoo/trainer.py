@@ -29,6 +29,7 @@ from zoo import distributed
 from zoo import tasks as _tasks
 from zoo.allocator import keep_freed_memory
 from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
+from zoo.cudagraph import GraphedSteps, check_usable
 from zoo.errors import ZooError
 from zoo.progress import Progress
 
@@ -132,9 +133,10 @@ def forward(model: nn.Module, x: torch.Tensor, state: Any = None, net: nn.Module
     return logits, _detach(state)
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+def _autocast(device: torch.device, amp: bool, cache: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when `amp`; `cache` off for a step captured as a CUDA graph (torch's advice)."""
     if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -198,6 +200,7 @@ class Trainer:
         task: Any = None,
         optimizer: str = "adam",
         dist: Any = None,
+        cuda_graph: bool = False,
     ) -> None:
         self.model = model.to(device)
         self.dist = dist or distributed.SINGLE
@@ -231,6 +234,12 @@ class Trainer:
         self.fused_loss = self.task.name == "char-lm" and uses_fused_loss(model)
         self.state = TrainState()
         self.carried: Any = None  # a stateful model's hidden state between batches
+        self.graphs = self._graphed_steps() if cuda_graph else None
+
+    def _graphed_steps(self) -> GraphedSteps:
+        """The step captured as a CUDA graph (zoo.cudagraph), where it can be: one GPU, a model without carried state."""
+        check_usable(self.device, self.model, self.run.name, self.dist.enabled)
+        return GraphedSteps(self._step, self.opt)
 
     def _emit(self, name: str, **kwargs: Any) -> None:
         if self.hook is not None:
@@ -246,11 +255,20 @@ class Trainer:
 
     def _batch_loss(self, x: Any, y: torch.Tensor) -> torch.Tensor:
         """The batch's mean loss: from the model itself if it fuses its output layer with the loss, else the task's."""
-        with _autocast(self.device, self.amp):
+        with _autocast(self.device, self.amp, cache=self.graphs is None):
             if self.fused_loss:
                 return self.net(x, targets=y)
             logits, self.carried = forward(self.model, x, self.carried, self.net)
         return self.task.loss(logits, y)
+
+    def _step(self, x: Any, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on batch (x, y); returns its loss. Gradients are set afresh, so the step can be captured."""
+        loss = self._batch_loss(x, y)
+        extra = getattr(self.model, "extra_loss", None)  # e.g. AWD-LSTM's activation regularisation
+        self.opt.zero_grad(set_to_none=True)
+        (loss if extra is None else loss + extra).backward()
+        self.opt.step()
+        return loss.detach()
 
     def _add_loss(self, loss: torch.Tensor, rows: int) -> None:
         """Count a batch's mean loss; summed where it lives and read (a wait for the device) every `sync_every` steps."""
@@ -345,12 +363,8 @@ class Trainer:
             self.carried = None  # each epoch starts from a zero state
         for x, y in batches.epoch(self.seed, st.epoch, st.step, rank=self.dist.rank, world=self.dist.world):
             x, y = _tasks.to_device(x, self.device), y.to(self.device, non_blocking=True)
-            loss = self._batch_loss(x, y)
-            extra = getattr(self.model, "extra_loss", None)  # e.g. AWD-LSTM's activation regularisation
-            self.opt.zero_grad(set_to_none=True)
-            (loss if extra is None else loss + extra).backward()
-            self.opt.step()
-            self._add_loss(loss.detach(), y.shape[0])
+            loss = self._step(x, y) if self.graphs is None else self.graphs(x, y)
+            self._add_loss(loss, y.shape[0])
             st.step += 1
             st.global_step += 1
             items = self.task.count(x, y)
