@@ -124,8 +124,8 @@ def test_cuda_graph_needs_cuda_one_process_and_no_carried_state():
     with pytest.raises(ZooError, match="not under torchrun"):
         cudagraph.check_usable(torch.device("cuda"), model, "m", distributed=True)
     model.stateful = True
-    with pytest.raises(ZooError, match="m carries its state"):
-        cudagraph.check_usable(torch.device("cuda"), model, "m")
+    with pytest.raises(ZooError, match="m carries its state"):  # said first: no device would change it
+        cudagraph.check_usable(torch.device("cpu"), model, "m")
     cudagraph.check_usable(torch.device("cuda"), torch.nn.Linear(2, 2), "m")  # nothing to say
 
 
@@ -155,6 +155,7 @@ def test_the_trainer_with_graphs_trains_exactly_as_without(small_corpus, tmp_pat
     [
         (["char-rnn", "--cuda-graph", "--data", "pydoc-topics"], "--cuda-graph needs a CUDA device; this run trains on cpu"),
         (["entity-embeddings", "--cuda-graph"], "--cuda-graph applies to character models only"),
+        (["char-stateful", "--cuda-graph", "--data", "pydoc-topics"], "char-stateful carries its state from batch to batch"),
     ],
 )
 def test_cuda_graph_refused_in_one_line_before_any_file_is_written(args, message, tmp_path):

@@ -336,6 +336,19 @@ def test_the_lessons_figures_are_shown_only_beside_the_lessons_corpus():
     assert reference_losses(spec, "/data/nietzsche.txt", nietzsche.sha256) == [1.805]  # the same bytes, any path
     assert reference_losses(spec, "nietzsche", "0" * 64) == []  # another text, whatever it is called
     assert reference_losses(registry.get_model("char-gru"), "pydoc-topics", None) == []  # the offline corpus
+    char3 = registry.get_model("char3")  # the lesson gave char3's training loss only
+    assert reference_losses(char3, "nietzsche", nietzsche.sha256) == []
+    assert reference_losses(char3, "nietzsche", nietzsche.sha256, "trn") == [None, 2.08]
+
+
+def test_the_epoch_table_shows_the_lessons_training_loss_where_it_gave_no_validation_loss(tmp_path):
+    from zoo.trainer import RunInfo, Trainer
+
+    model = torch.nn.Linear(2, 2)
+    run = RunInfo(name="m", out_dir=tmp_path, config={}, device="cpu", epochs=3)
+    kwargs = dict(seed=0, device=torch.device("cpu"), out_dir=tmp_path, run=run, quiet=True)
+    trainer = Trainer(model, [], [], [1e-3] * 3, reference=[1.805, None], reference_trn=[None, 2.08], **kwargs)
+    assert [trainer.lesson_figure(e) for e in range(3)] == ["1.805", "2.080 trn", "-"]
 
 
 def test_mixed_precision_defaults_to_on_only_for_large_models(small_corpus, tmp_path):

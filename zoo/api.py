@@ -458,8 +458,9 @@ def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data
     }
 
 
-def reference_losses(spec: ModelSpec, data_id: str | None, data_sha256: str | None) -> list[float | None]:
-    """The spec's published validation losses per epoch, when this run's text is the corpus they were measured on.
+def reference_losses(spec: ModelSpec, data_id: str | None, data_sha256: str | None, kind: str = "val") -> list[float | None]:
+    """The spec's published validation (or with kind="trn", training) losses per epoch, when this run's text is the
+    corpus they were measured on.
 
     On another text they compare nothing, so the epoch table's "lesson" column and the loss plot leave them out.
     """
@@ -470,7 +471,7 @@ def reference_losses(spec: ModelSpec, data_id: str | None, data_sha256: str | No
     except ZooError:
         return []
     same = data_sha256 == expected if expected is not None else data_id == spec.dataset
-    return list(spec.reference.val_loss) if same else []
+    return list(getattr(spec.reference, f"{kind}_loss")) if same else []
 
 
 def _trainer(
@@ -492,9 +493,11 @@ def _trainer(
 ) -> Trainer:
     run = RunInfo(name=spec.name, out_dir=out_dir, config=config, device=str(dev), epochs=len(lrs))
     reference = reference_losses(spec, config.get("data"), data_sha256)
+    reference_trn = reference_losses(spec, config.get("data"), data_sha256, "trn")
     return Trainer(
         model, train_b, val_b, lrs, seed=seed, device=dev, out_dir=out_dir, run=run, amp=amp,
-        hook=host().pm.hook, callbacks=callbacks, reference=reference, quiet=quiet, dist=d, cuda_graph=cuda_graph,
+        hook=host().pm.hook, callbacks=callbacks, reference=reference, reference_trn=reference_trn, quiet=quiet, dist=d,
+        cuda_graph=cuda_graph,
     )  # fmt: skip
 
 

@@ -47,12 +47,12 @@ def capture_cuda(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
 
 def check_usable(device: torch.device, model: torch.nn.Module, name: str, distributed: bool = False) -> None:
     """Why a run cannot capture its step, as a ZooError: it must train on one CUDA device a model without carried state."""
-    if device.type != "cuda":
-        raise ZooError(f"--cuda-graph needs a CUDA device; this run trains on {device}")
+    if getattr(model, "stateful", False):  # first: no device would help
+        raise ZooError(f"--cuda-graph: {name} carries its state from batch to batch; train it without --cuda-graph")
     if distributed:
         raise ZooError("--cuda-graph: not under torchrun (each process's step would need its collective calls captured too)")
-    if getattr(model, "stateful", False):
-        raise ZooError(f"--cuda-graph: {name} carries its state from batch to batch; train it without --cuda-graph")
+    if device.type != "cuda":
+        raise ZooError(f"--cuda-graph needs a CUDA device; this run trains on {device}")
 
 
 def check_optimizer(opt: torch.optim.Optimizer) -> None:

@@ -196,6 +196,7 @@ class Trainer:
         hook: Any = None,
         callbacks: list[Any] | None = None,
         reference: list[float | None] | None = None,
+        reference_trn: list[float | None] | None = None,
         quiet: bool = False,
         task: Any = None,
         optimizer: str = "adam",
@@ -226,7 +227,8 @@ class Trainer:
         self.amp = amp and device.type == "cuda"
         self.hook = hook
         self.callbacks = callbacks or []
-        self.reference = reference or []
+        self.reference = reference or []  # the lesson's validation loss per epoch (None where it gave none)
+        self.reference_trn = reference_trn or []  # and its training loss: char3's only figure
         self.quiet = quiet
         self.task = task if task is not None else _tasks.get("char-lm")  # loss, metrics, table columns
         self.opt = make_optimizer(optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
@@ -334,7 +336,16 @@ class Trainer:
     def _header(self) -> str:
         metrics = "".join(f"  {key:>{width}}" for key, width, _ in self.task.columns)
         rate = f"{self.task.unit}/s"
-        return f"{'epoch':>5}  {'lr':>8}  {'trn_loss':>8}  {'val_loss':>8}{metrics}  {'lesson':>7}  {rate:>9}  {'seconds':>7}"
+        return f"{'epoch':>5}  {'lr':>8}  {'trn_loss':>8}  {'val_loss':>8}{metrics}  {'lesson':>9}  {rate:>9}  {'seconds':>7}"
+
+    def lesson_figure(self, epoch: int) -> str:
+        """The epoch table's "lesson" cell for epoch index `epoch`: the lesson's validation loss, else its training
+        loss marked "trn" (compare it with trn_loss), else "-"."""
+        val = self.reference[epoch] if epoch < len(self.reference) else None
+        trn = self.reference_trn[epoch] if epoch < len(self.reference_trn) else None
+        if val is not None:
+            return f"{val:.3f}"
+        return f"{trn:.3f} trn" if trn is not None else "-"
 
     def _limit_reached(self) -> bool:
         if self._max_steps is not None and self.state.global_step >= self._max_steps:
@@ -393,11 +404,10 @@ class Trainer:
             "seconds": seconds,
             rate_key: chars / max(1e-9, seconds),
         }
-        ref = self.reference[st.epoch] if st.epoch < len(self.reference) else None
         shown = "".join(f"  {val[key]:>{width}{fmt}}" for key, width, fmt in self.task.columns)
         self._say(
             f"{st.epoch + 1:>5}  {lr:>8.0e}  {metrics['trn_loss']:>8.4f}  {val['val_loss']:>8.4f}{shown}  "
-            f"{(f'{ref:.3f}' if ref is not None else '-'):>7}  {metrics[rate_key]:>9.0f}  {seconds:>7.1f}"
+            f"{self.lesson_figure(st.epoch):>9}  {metrics[rate_key]:>9.0f}  {seconds:>7.1f}"
         )
         st.history.append(metrics)
         st.epoch += 1
@@ -407,13 +417,18 @@ class Trainer:
         self.checkpoint()
         if self.dist.main:
             atomic_write_json(self.out_dir / "training.json", {"history": st.history})
-            _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name, self.task.loss_label)
+            _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name, self.task.loss_label, self.reference_trn)
         self._emit("on_epoch_end", epoch=st.epoch, metrics=metrics)
         return True
 
 
 def _plot_losses(
-    path: Path, history: list[dict[str, float]], reference: list[float | None], title: str, ylabel: str = "cross-entropy (nats/char)"
+    path: Path,
+    history: list[dict[str, float]],
+    reference: list[float | None],
+    title: str,
+    ylabel: str = "cross-entropy (nats/char)",
+    reference_trn: list[float | None] = (),
 ) -> None:
     """loss.png beside the weights; skipped quietly when matplotlib is not installed."""
     try:
@@ -429,9 +444,10 @@ def _plot_losses(
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(epochs, [h["trn_loss"] for h in history], "o-", label="training")
     ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
-    ref_pts = [(i + 1, r) for i, r in enumerate(reference) if r is not None and i < len(history)]
-    if ref_pts:
-        ax.plot(*zip(*ref_pts), "x--", color="grey", label="lesson (validation)")
+    for figures, label, style in ((reference, "lesson (validation)", "x--"), (reference_trn, "lesson (training)", "+:")):
+        points = [(i + 1, r) for i, r in enumerate(figures) if r is not None and i < len(history)]
+        if points:
+            ax.plot(*zip(*points), style, color="grey", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
