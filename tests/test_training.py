@@ -145,6 +145,8 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, small_corpus):
     [
         (["train", "char-rnn", "--device", "cuda"], "CUDA is not available"),
         (["train", "char-rnn", "--device", "tpu"], "unknown device"),
+        (["train", "char-rnn", "--device", "cuda:x"], "--device cuda:x: unknown device"),
+        (["train", "--resume", "/no/such/run"], "/no/such/run: no such run directory"),
         (["train", "char-rnn", "--set", "n_layers=2"], "no hyper-parameter 'n_layers'"),
         (["train", "char-rnn", "--set", "n_hidden=big"], "expected an int"),
         (["train", "char-rnn", "--set", "n_hidden"], "expected key=value"),

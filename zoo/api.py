@@ -522,6 +522,8 @@ def _fit(
 def _resume(
     run_dir: Path, *, name, epochs, device, max_steps, max_seconds, quiet, callbacks, val_frac=None, cuda_graph=False
 ) -> LoadedModel | tasks.TaskModel:
+    if not run_dir.is_dir():
+        raise ZooError(f"{run_dir}: no such run directory (--resume takes the folder a run wrote, e.g. runs/char-rnn)")
     config = read_config(run_dir)
     if config.get("task", "char-lm") != "char-lm":
         if cuda_graph:

@@ -21,6 +21,7 @@ carry their state across batches) comes from the batching scheme saved in config
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -154,8 +155,13 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda"):
+        if not re.fullmatch(r"cuda(:\d+)?", name):
+            raise ZooError(f"--device {name}: unknown device (use auto, cpu, cuda, cuda:N or mps)")
         if not torch.cuda.is_available():
             raise ZooError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if ":" in name and int(name.split(":")[1]) >= count:
+            raise ZooError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
         return torch.device(name)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
