@@ -122,6 +122,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, small_corpus):
     err = "".join(seen)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err
+    assert "zoo: interrupted at epoch 1" in err and "error" not in err  # stopped as asked, not failed
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 0 and state["step"] >= 5
     done = run_zoo("train", "--resume", str(out), "--max-steps", str(state["global_step"] + 5))
