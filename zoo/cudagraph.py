@@ -140,9 +140,10 @@ class GraphedSteps:
         try:
             with _capturable(self.opt):
                 self._replay = self.capture(lambda: self.step(self._x, self._y))
-        except Exception as exc:  # a model whose step cannot be captured: say so, and which
+        except Exception as exc:  # a model whose step cannot be captured: say so, and why (CUDA's first line of it)
             self._drop()
-            raise ZooError(f"--cuda-graph: this model's step cannot be captured as a CUDA graph ({exc}); train without it") from None
+            why = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+            raise ZooError(f"--cuda-graph: this model's step cannot be captured as a CUDA graph ({why}); train without it") from None
         self.captures += 1
 
     def _drop(self) -> None:
