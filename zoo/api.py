@@ -363,10 +363,11 @@ def train(
     if d.main:
         start_run(out_dir, config, run_record(spec, options, dev, data_sha256))
     if not quiet:
+        graph_note = " (the step as one CUDA graph)" if cuda_graph else ""
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
             f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows "
-            f"({split} split, {percent(val_frac)} held out), device {dev}, output {out_dir}",
+            f"({split} split, {percent(val_frac)} held out), device {dev}{graph_note}, output {out_dir}",
             file=sys.stderr,
         )
     trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d, data_sha256, cuda_graph)
