@@ -260,7 +260,7 @@ def _plain_worker_run(name: str, text: str, seed: int, epoch_lrs: list[float]) -
 
 
 def _plain_worker_allocator() -> bool | None:
-    return allocator._tuned
+    return allocator.tuned()
 
 
 class PlainProcess:

@@ -61,8 +61,8 @@ def test_training_sets_it(tmp_path):
     corpus = tmp_path / "text.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
     code = (
-        "import zoo, zoo.allocator as a; print(a._tuned); "
-        f"zoo.train('char-rnn', data={str(corpus)!r}, out={str(tmp_path / 'run')!r}, max_steps=1, quiet=True); print(a._tuned)"
+        "import zoo, zoo.allocator as a; print(a.tuned()); "
+        f"zoo.train('char-rnn', data={str(corpus)!r}, out={str(tmp_path / 'run')!r}, max_steps=1, quiet=True); print(a.tuned())"
     )
     assert _run(code) == ["None", "True"]
 

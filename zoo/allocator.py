@@ -39,6 +39,11 @@ def _glibc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
+def tuned() -> bool | None:
+    """Whether zoo set the thresholds in this process: None if `keep_freed_memory` was never called here."""
+    return _tuned
+
+
 def keep_freed_memory() -> bool:
     """Set glibc's thresholds (once per process); True if they are set by zoo, now or before."""
     global _tuned

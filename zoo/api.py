@@ -370,7 +370,10 @@ def train(
             f"({split} split, {percent(val_frac)} held out), device {dev}{graph_note}, output {out_dir}",
             file=sys.stderr,
         )
-    trainer = _trainer(spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks, d, data_sha256, cuda_graph)
+    trainer = _trainer(
+        spec, model, train_b, val_b, lrs, seed, dev, out_dir, config, amp, quiet, callbacks,
+        d=d, data_sha256=data_sha256, cuda_graph=cuda_graph,
+    )  # fmt: skip
     return _fit(trainer, spec, config, out_dir, max_steps, max_seconds)
 
 
@@ -407,7 +410,7 @@ def claim_out_dir(spec: ModelSpec, out: str | Path | None, d: distributed.Dist =
 def _why_not_ours(out_dir: Path) -> str | None:
     """Why a new run may not write into `out_dir` (None if it may): it holds a run, or files that are someone's."""
     if runlock.is_locked(out_dir):  # a live run before its first checkpoint looks abandoned: the lock tells
-        return f"{out_dir} is being trained by another process right now; wait for it to end, or choose another --out"
+        return runlock.busy(out_dir)
     if abandoned_run(out_dir):
         return None
     if (out_dir / "config.json").exists():
@@ -488,6 +491,7 @@ def _trainer(
     amp,
     quiet,
     callbacks,
+    *,
     d=distributed.SINGLE,
     data_sha256=None,
     cuda_graph=False,
@@ -563,8 +567,9 @@ def _resume(
     seed = options["seed"]
     amp = options.get("amp", True)
     trainer = _trainer(
-        spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, amp, quiet, callbacks, d, record.get("data_sha256"), cuda_graph
-    )
+        spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, amp, quiet, callbacks,
+        d=d, data_sha256=record.get("data_sha256"), cuda_graph=cuda_graph,
+    )  # fmt: skip
     state = load_checkpoint(find_checkpoint(run_dir), trainer.model, trainer.opt)
     trainer.state.restore(state)
     if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows

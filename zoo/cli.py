@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"zoo: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except ZooError as exc:
-        click.echo(f"zoo: {'error: ' if getattr(exc, 'is_error', True) else ''}{exc}", err=True)
+        click.echo(f"zoo: {'error: ' if exc.is_error else ''}{exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

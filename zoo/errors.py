@@ -7,6 +7,7 @@ class ZooError(Exception):
     """A problem the user can fix: the message is shown as is, without a traceback."""
 
     exit_code = 1
+    is_error = True  # False for an outcome asked for (a run stopped by Ctrl-C): the CLI then says so without "error:"
 
 
 class UsageError(ZooError):

@@ -80,6 +80,11 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x)
 
 
+def _differentiable(act: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation as an autograd-tracked function (for the shared steps, which autograd differentiates)."""
+    return tanh if act == "tanh" else torch.relu
+
+
 def _activate_(x: torch.Tensor, act: str) -> None:
     if act == "tanh":
         _tanh_(x)
@@ -297,7 +302,7 @@ def elman_split(table: torch.Tensor, idx: torch.Tensor, w_hh: torch.Tensor, act:
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown nonlinearity {act!r} (known: {', '.join(ACTIVATIONS)})")
     idx = idx.contiguous()
-    shared, prod = _shared_steps(table, idx, w_hh, tanh if act == "tanh" else torch.relu)
+    shared, prod = _shared_steps(table, idx, w_hh, _differentiable(act))
     if prod is None:
         return Split(shared, _no_states(table, idx))
     return Split(shared, _Elman.apply(table, idx[len(shared) :], w_hh, _no_states(table, idx), prod, act, False))
@@ -323,7 +328,7 @@ def elman(
         return hs if last_only else hs[1:]
     if not last_only:
         return elman_split(table, idx, w_hh, act).full()
-    shared, prod = _shared_steps(table, idx, w_hh, tanh if act == "tanh" else torch.relu)
+    shared, prod = _shared_steps(table, idx, w_hh, _differentiable(act))
     if prod is None:  # a single step, shared
         rows, states = shared[-1]
         return F.embedding(rows, states)

@@ -36,6 +36,11 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
+def busy(out_dir: Path) -> str:
+    """What to say when a run is training in `out_dir`."""
+    return f"{out_dir} is being trained by another process right now; wait for it to end, or choose another --out"
+
+
 def is_locked(out_dir: Path) -> bool:
     """Whether a run is training in `out_dir` right now (in any process, this one included)."""
     path = Path(out_dir) / LOCK_FILE
@@ -61,7 +66,7 @@ def lock(out_dir: Path) -> None:
     except OSError as exc:
         raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
     if fd is None:
-        raise ZooError(f"{out_dir} is being trained by another process right now; wait for it to end, or choose another --out")
+        raise ZooError(busy(out_dir))
     _held.append(fd)
 
 

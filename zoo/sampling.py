@@ -3,7 +3,8 @@
 The lesson's `get_next` re-ran the model over the last `context` characters for every
 new character. Here each window's state is advanced once per character instead: the
 sampler keeps one state per window that is still filling, steps them together as one batch,
-and predicts from the one that has just seen `context` characters. That is exactly the lesson's prediction, at a fraction of the cost.
+and predicts from the one that has just seen `context` characters. That is exactly the
+lesson's prediction, at a fraction of the cost.
 Models trained on contiguous streams (context None) carry a single state indefinitely.
 
 Two loops implement this:

@@ -38,7 +38,7 @@ class TrainingInterrupted(ZooError):
     """Ctrl-C or SIGTERM: a checkpoint was saved; `zoo train --resume DIR` continues."""
 
     exit_code = 130
-    is_error = False  # the run stopped as asked: the CLI says so without calling it an error
+    is_error = False  # the run stopped as asked
 
 
 @dataclass
