@@ -19,7 +19,10 @@ TINY = ("--set", "n_hidden=32", "--set", "n_fac=8")
 
 
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # torchrun leaves a torchelastic_* folder in the temp dir: keep it beside cwd, under pytest's own temp dirs.
+    tmp = cwd.parent / f"{cwd.name}-tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp)}
     cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "-m", "zoo", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
