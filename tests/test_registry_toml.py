@@ -218,6 +218,16 @@ def test_zoo_info_shows_repo_and_metrics(tmp_path):
     out = ok(run_zoo("info", "char-rnn", ZOO_REGISTRY=str(held))).stdout
     assert re.search(r"^    val_loss +1\.5200 \(nietzsche, random 10%\)$", out, re.M), out
     assert "zoo-lesson6" not in other
+    assert "trained with" not in out  # no bundled copy, so no run.json to read it from
+
+
+@pytest.mark.parametrize("name", ["char3", "char-seq"])
+def test_zoo_info_says_which_zoo_trained_the_bundled_weights(name, monkeypatch):
+    monkeypatch.delenv("ZOO_REGISTRY", raising=False)
+    run = json.loads((published.bundled_path(published.load()[name]) / "run.json").read_text())
+    out = ok(run_zoo("info", name)).stdout
+    want = f"zoo {run['versions']['zoo']}, git {run['git_revision'][:7]} ({run['device']})"
+    assert re.search(rf"^    trained with +{re.escape(want)}$", out, re.M), out
 
 
 def test_shipped_registry_is_valid_and_names_registered_models(monkeypatch):

@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from zoo import __version__
 from zoo.errors import ZooError, ZooWarning
+
+if TYPE_CHECKING:
+    from zoo.published import PublishedWeights
 
 
 def _echo_table(rows: list[list[str]], headers: list[str]) -> None:
@@ -122,6 +125,20 @@ def list_cmd(pattern: str | None, tag: str | None, pretrained: bool, as_json: bo
     _echo_table(rows, ["name", "plugin", "task", "params", "dataset", "lesson", "weights"])
 
 
+def _trained_with(w: PublishedWeights) -> str | None:
+    """zoo's version and git revision that ran the recipe, from the bundled copy's run.json: running the recipe
+    with a later zoo lands near the published figures, not on them (floats summed in another order)."""
+    from zoo import published
+
+    folder = published.bundled_path(w)
+    try:
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8")) if folder else None
+        version, revision = run["versions"]["zoo"], run.get("git_revision")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"zoo {version}" + (f", git {revision[:7]}" if isinstance(revision, str) else "") + f" ({run.get('device', '?')})"
+
+
 @cli.command()
 @click.argument("name")
 def info(name: str) -> None:
@@ -159,6 +176,9 @@ def info(name: str) -> None:
     if w:
         where = f"{w.repo} @ {w.revision[:12]}" if w.revision else f"{w.repo} (not yet on the Hub; bundled with zoo)"
         fields += [("weights", where), ("  license", w.license), ("  recipe", w.recipe)]
+        trained = _trained_with(w)
+        if trained:
+            fields.append(("  trained with", trained))
         fields += [
             (f"  {m.name}", f"{m.value:.4f} ({m.dataset}, {m.split}" + (f" {m.val_frac:.0%})" if m.val_frac else ")")) for m in w.metrics
         ]
