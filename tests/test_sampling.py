@@ -128,6 +128,15 @@ def test_cli_sample_from_a_run(small_corpus, tmp_path):
     result = json.loads(ev.stdout)
     assert result["val_loss"] == pytest.approx(zoo.load(tmp_path / "r").history[-1]["val_loss"], rel=1e-6)
     assert result["val_bpc"] == pytest.approx(result["val_loss"] / 0.6931471805599453)
+    assert result["chars"] == result["rows"] > 0  # a window predicts one character
+    text = run_zoo("eval", str(tmp_path / "r"))
+    assert text.stdout.rstrip("\n").endswith(f"over {result['chars']:,} characters"), text.stdout
+
+
+def test_eval_counts_every_character_a_sequence_model_predicts(small_corpus, tmp_path):
+    zoo.train("char-seq", data=str(small_corpus), epochs=1, batch_size=64, out=tmp_path / "s", overrides=("n_hidden=16",), quiet=True)
+    result = zoo.load(tmp_path / "s").evaluate()
+    assert result["rows"] > 0 and result["chars"] == 8 * result["rows"]  # a window predicts each of its 8 next characters
 
 
 def test_sampling_never_changes_the_weights_it_reads():

@@ -45,8 +45,7 @@ from zoo.model import build, count_params, parse_overrides, resolve_amp, resolve
 from zoo.plugins import host
 from zoo.sampling import sample as _sample
 from zoo.spec import Batching, ModelSpec
-from zoo.trainer import RunInfo, Trainer
-from zoo.trainer import evaluate as _evaluate
+from zoo.trainer import RunInfo, Trainer, evaluate_targets
 
 
 class LoadedModel:
@@ -156,8 +155,9 @@ class LoadedModel:
         tensor = _encode(self.vocab, text)
         _, val = make_batches(tensor, self.batching, batch_size, split, val_frac=val_frac)
         device = next(self.model.parameters()).device
-        loss, acc = _evaluate(self.model, val, device)
-        return {"val_loss": loss, "val_bpc": loss / 0.6931471805599453, "val_acc": acc, "rows": val.rows}
+        loss, acc, chars = evaluate_targets(self.model, val, device)
+        # rows: windows, or a stream model's segments; chars: the characters predicted, comparable across models
+        return {"val_loss": loss, "val_bpc": loss / 0.6931471805599453, "val_acc": acc, "chars": chars, "rows": val.rows}
 
 
 DEFAULT_VAL_FRAC = 0.2  # the lesson's: a fifth of the text (or of the windows) is held out

@@ -323,7 +323,8 @@ def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | 
             click.echo("  ".join(f"{k} {v:,}" if k == "rows" else f"{k} {v:.4f}" for k, v in result.items()))
             return
         loss, bpc = result["val_loss"], result["val_bpc"]
-        click.echo(f"val_loss {loss:.4f} nats/char  ({bpc:.4f} bits/char)  accuracy {result['val_acc']:.4f}  rows {result['rows']:,}")
+        acc, chars = result["val_acc"], result["chars"]
+        click.echo(f"val_loss {loss:.4f} nats/char  ({bpc:.4f} bits/char)  accuracy {acc:.4f}  over {chars:,} characters")
 
 
 @cli.command()

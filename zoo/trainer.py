@@ -92,6 +92,12 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float]:
     """Mean cross-entropy (nats per character) and accuracy over every target of `batches`."""
+    loss, acc, _ = evaluate_targets(model, batches, device, amp)
+    return loss, acc
+
+
+def evaluate_targets(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float, int]:
+    """`evaluate`, and how many targets (characters predicted) it averaged over."""
     was_training = model.training
     model.eval()
     total = correct = 0
@@ -109,7 +115,7 @@ def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = F
             total += y.numel()
     finally:
         model.train(was_training)
-    return loss_sum / max(1, total), correct / max(1, total)
+    return loss_sum / max(1, total), correct / max(1, total), total
 
 
 def _batch_size(state: Any) -> int:
