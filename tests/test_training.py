@@ -354,19 +354,54 @@ def test_the_epoch_table_shows_the_lessons_training_loss_where_it_gave_no_valida
     assert [trainer.lesson_figure(e) for e in range(3)] == ["1.805", "2.080 trn", "-"]
 
 
-def test_mixed_precision_defaults_to_on_only_for_large_models(small_corpus, tmp_path):
+def test_mixed_precision_defaults_to_on_only_for_large_models_on_cuda(small_corpus, tmp_path, monkeypatch):
     from torch import nn
 
+    import zoo.model
+    from zoo.errors import ZooWarning
     from zoo.model import AMP_MIN_PARAMS, resolve_amp
 
     big, small = nn.Linear(1000, AMP_MIN_PARAMS // 1000), nn.Linear(10, 10)
-    assert resolve_amp(None, big) is True and resolve_amp(None, small) is False
-    assert resolve_amp(False, big) is False and resolve_amp(True, small) is True
-    kwargs = dict(data=str(small_corpus), max_steps=1, batch_size=64, overrides=("n_hidden=32", "n_fac=8"), quiet=True)
+    cuda, cpu, mps = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
+    assert resolve_amp(None, big, cuda) is True and resolve_amp(None, small, cuda) is False
+    assert resolve_amp(False, big, cuda) is False and resolve_amp(True, small, cuda) is True
+    assert resolve_amp(None, big, cpu) is False  # off the GPU only when asked: float32 gives the lesson's figures
+    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: True)
+    assert resolve_amp(True, small, cpu) is True
+    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: False)
+    with pytest.warns(ZooWarning, match="this CPU has no native bfloat16"):
+        assert resolve_amp(True, small, cpu) is False  # emulated bf16 is several times slower than float32
+    with pytest.warns(ZooWarning, match="not on mps"):
+        assert resolve_amp(True, small, mps) is False
+    kwargs = dict(data=str(small_corpus), max_steps=1, batch_size=64, overrides=SMALL_API, device="cpu", quiet=True)
     zoo.train("char-rnn", out=tmp_path / "auto", **kwargs)
-    zoo.train("char-rnn", out=tmp_path / "on", amp=True, **kwargs)
-    recorded = [json.loads((tmp_path / d / "run.json").read_text())["options"]["amp"] for d in ("auto", "on")]
-    assert recorded == [False, True]  # the resolved choice is recorded, so --resume keeps it
+    with pytest.warns(ZooWarning, match="no native bfloat16"):
+        zoo.train("char-rnn", out=tmp_path / "asked", amp=True, **kwargs)
+    recorded = [json.loads((tmp_path / d / "run.json").read_text())["options"]["amp"] for d in ("auto", "asked")]
+    assert recorded == [False, False]  # the resolved choice is recorded, so --resume keeps it
+
+
+def test_amp_on_a_cpu_with_native_bf16_trains_under_bf16_autocast(small_corpus, tmp_path, monkeypatch, capsys):
+    import zoo_lesson6.models
+
+    import zoo.model
+
+    # Where this CPU lacks native bf16, torch emulates it: slower, the same arithmetic.
+    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: True)
+    seen = []
+    real = zoo_lesson6.models.autocast_inputs
+    monkeypatch.setattr(zoo_lesson6.models, "autocast_inputs", lambda *t: seen.append(real(*t)[0].dtype) or real(*t))
+    kwargs = dict(data=str(small_corpus), epochs=1, batch_size=64, overrides=SMALL_API, device="cpu", seed=3)
+    plain = zoo.train("char-loop", out=tmp_path / "fp32", quiet=True, **kwargs)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    mixed = zoo.train("char-loop", out=tmp_path / "bf16", amp=True, **kwargs)
+    assert "device cpu, bf16 autocast" in capsys.readouterr().err
+    assert torch.bfloat16 in seen  # the training steps ran in bf16
+    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["options"]["amp"] is True
+    assert {t.dtype for t in load_file(tmp_path / "bf16" / "model.safetensors").values()} == {torch.float32}
+    a, b = plain.history[-1]["val_loss"], mixed.history[-1]["val_loss"]
+    assert a != b and abs(a - b) < 0.05, (a, b)  # bf16 rounding changes the figure, a little
 
 
 def test_the_trainer_takes_the_fused_loss_of_a_model_that_has_one(small_corpus, tmp_path, monkeypatch):

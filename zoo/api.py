@@ -278,8 +278,9 @@ def train(
     A checkpoint is written after every epoch; `max_steps` stops after that many batches,
     `max_seconds` after that much training time (with a checkpoint, so the run can be resumed).
     `val_frac` is the fraction of the text held out for validation (character models; default 0.2);
-    a resumed run keeps its own. `amp` is bf16 autocast on CUDA; None turns it on for models of a
-    million parameters or more (`zoo.model.AMP_MIN_PARAMS`), the size from which it pays.
+    a resumed run keeps its own. `amp` is bf16 autocast, on CUDA or on a CPU with native bfloat16
+    (`zoo.model.cpu_has_bf16`); None turns it on on CUDA for models of a million parameters or more
+    (`zoo.model.AMP_MIN_PARAMS`), the size from which it pays there, and leaves it off on the CPU.
     `cuda_graph` replays each full batch's step as one captured CUDA graph (`zoo.cudagraph`): same
     computation, far fewer kernel launches; CUDA only, for models that carry no state between batches.
     """
@@ -355,7 +356,7 @@ def train(
     }
     torch.manual_seed(seed)
     model = tag_vocab(build(spec, len(vocab), hparams), vocab.chars)
-    options["amp"] = amp = resolve_amp(amp, model)
+    options["amp"] = amp = resolve_amp(amp, model, dev)
     if cuda_graph:  # refused before the run's folder is written
         cudagraph.check_usable(dev, model, spec.name, d.enabled)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
@@ -364,6 +365,7 @@ def train(
         start_run(out_dir, config, run_record(spec, options, dev, data_sha256))
     if not quiet:
         graph_note = " (the step as one CUDA graph)" if cuda_graph else ""
+        graph_note += ", bf16 autocast" if amp else ""
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
             f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows "

@@ -254,7 +254,11 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option(
     "--budget", "max_seconds", type=float, callback=_positive, help="Stop after this many seconds of training (with a checkpoint)."
 )
-@click.option("--amp/--no-amp", default=None, help="Mixed precision (bfloat16) on CUDA [default: on for models of 1M+ parameters].")
+@click.option(
+    "--amp/--no-amp",
+    default=None,
+    help="bfloat16 mixed precision, on CUDA or a CPU with native bf16 [default: on CUDA for models of 1M+ parameters].",
+)
 @click.option(
     "--cuda-graph", is_flag=True, help="Replay each step as one captured CUDA graph: fewer kernel launches (CUDA; stateless models)."
 )

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooWarning
 from zoo.spec import ModelSpec
 
 State = Any  # a tensor (or tuple of tensors) whose first dimension is the batch
@@ -100,9 +101,31 @@ kernel launches, which autocast's casts only add to: on an H200, char-rnn (0.1 M
 with it and 2.1 s without, char-concat 3.7-4.5 s against 3.6-3.8 s (bench/gpu.sh)."""
 
 
-def resolve_amp(amp: bool | None, model: nn.Module) -> bool:
-    """`amp` as given, or (None) on for models of AMP_MIN_PARAMS parameters or more."""
-    return bool(amp) if amp is not None else count_params(model) >= AMP_MIN_PARAMS
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): there bf16 matrix products run at about
+    twice float32's rate; elsewhere torch emulates them, several times slower than float32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN's probe
+        return False
+
+
+def amp_applies(amp: bool, device: torch.device) -> bool:
+    """Whether `amp` means bf16 autocast on `device`: on CUDA, and on a CPU with native bfloat16."""
+    return amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()))
+
+
+def resolve_amp(amp: bool | None, model: nn.Module, device: torch.device) -> bool:
+    """Mixed precision for a new run on `device`. None: on CUDA for models of AMP_MIN_PARAMS parameters or more,
+    off elsewhere (float32 reproduces the lesson's figures exactly). Asked for on a CPU without native bfloat16
+    (or on MPS), a warning and float32: it would only slow training down."""
+    if amp is None:
+        return device.type == "cuda" and count_params(model) >= AMP_MIN_PARAMS
+    if amp and not amp_applies(amp, device):
+        why = "this CPU has no native bfloat16 (AVX512-BF16 or AMX)" if device.type == "cpu" else f"not on {device.type}"
+        warnings.warn(f"--amp: {why}, where it would slow training down; training in float32", ZooWarning, stacklevel=2)
+        return False
+    return bool(amp)
 
 
 def count_params(model: nn.Module) -> int:

@@ -439,7 +439,7 @@ def train(
     }
     torch.manual_seed(seed)
     model = build(spec, None, hparams, **task.build_kwargs(prepared.columns))
-    run_options["amp"] = amp = resolve_amp(amp, model)
+    run_options["amp"] = amp = resolve_amp(amp, model, dev)
     api.start_run(out_dir, config, api.run_record(spec, run_options, dev, table.sha256))
     ctx = FitContext(
         spec, task, model, prepared, lrs, seed, dev, out_dir, config, resolved,

@@ -31,6 +31,7 @@ from zoo.allocator import keep_freed_memory
 from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
 from zoo.cudagraph import GraphedSteps, check_usable
 from zoo.errors import ZooError
+from zoo.model import amp_applies
 from zoo.progress import Progress
 
 
@@ -141,9 +142,9 @@ def forward(model: nn.Module, x: torch.Tensor, state: Any = None, net: nn.Module
 
 
 def _autocast(device: torch.device, amp: bool, cache: bool = True) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when `amp`; `cache` off for a step captured as a CUDA graph (torch's advice)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
+    """bf16 autocast when `amp` (on CUDA or the CPU); `cache` off for a step captured as a CUDA graph (torch's advice)."""
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -231,7 +232,7 @@ class Trainer:
         self.device = device
         self.out_dir = Path(out_dir)
         self.run = run
-        self.amp = amp and device.type == "cuda"
+        self.amp = amp_applies(amp, device)
         self.hook = hook
         self.callbacks = callbacks or []
         self.reference = reference or []  # the lesson's validation loss per epoch (None where it gave none)
