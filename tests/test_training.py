@@ -58,6 +58,56 @@ def test_resume_is_exact(small_corpus, tmp_path):
     assert straight.sample("the", 40, seed=0) == resumed.sample("the", 40, seed=0)
 
 
+def _signal_after_update(monkeypatch, sig: int, updates: set[int], times: int = 1) -> None:
+    """Send this process `sig` (`times` times) right after the optimizer's update number n, for n in `updates`: the
+    point where an interrupt raised at once would leave updated weights beside a step counter that has not moved."""
+    real_init, count = torch.optim.Adam.__init__, [0]
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+
+        def after_step(opt, args, kwargs):
+            count[0] += 1
+            if count[0] in updates:
+                for _ in range(times):
+                    os.kill(os.getpid(), sig)  # Python runs the handler before the next call
+
+        self.register_step_post_hook(after_step)
+
+    monkeypatch.setattr(torch.optim.Adam, "__init__", init)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_in_the_middle_of_a_step_still_resumes_exactly(small_corpus, tmp_path, monkeypatch, sig):
+    from zoo.trainer import TrainingInterrupted
+
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=32, quiet=True, seed=7, epochs=1)
+    zoo.train("char-rnn", out=tmp_path / "straight", **kw)
+    with monkeypatch.context() as patch:
+        _signal_after_update(patch, sig, {9})
+        with pytest.raises(TrainingInterrupted, match="interrupted at epoch 1, batch 9; checkpoint saved"):
+            zoo.train("char-rnn", out=tmp_path / "stopped", **kw)
+    assert json.loads((tmp_path / "stopped" / "checkpoint" / "state.json").read_text())["global_step"] == 9
+    zoo.train(resume=tmp_path / "stopped", quiet=True)
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "stopped" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_interrupt_stops_at_once_and_keeps_the_last_checkpoint(small_corpus, tmp_path, monkeypatch):
+    from zoo.trainer import TrainingInterrupted
+
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=32, quiet=True, seed=7, epochs=2)
+    first = zoo.train("char-rnn", out=tmp_path / "probe", max_steps=1, **kw).partial
+    per_epoch = json.loads((tmp_path / "probe" / "checkpoint" / "state.json").read_text())["steps_per_epoch"]
+    assert first is not None and per_epoch > 6
+    stop_at = per_epoch + 3  # in the second epoch: the first one's checkpoint is the last
+    _signal_after_update(monkeypatch, signal.SIGINT, {stop_at}, times=2)
+    with pytest.raises(TrainingInterrupted, match="stopped at once in epoch 2; nothing saved since the last checkpoint"):
+        zoo.train("char-rnn", out=tmp_path / "r", **kw)
+    state = json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 0, per_epoch)
+
+
 def test_resume_across_an_epoch_boundary_matches_full_history(small_corpus, tmp_path):
     kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=1, epochs=2)
     full = zoo.train("char-seq", out=tmp_path / "a", **kw)

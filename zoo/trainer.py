@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,21 +149,36 @@ def _autocast(device: torch.device, amp: bool, cache: bool = True) -> contextlib
     return contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: checkpoint, then exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _ForcedStop(KeyboardInterrupt):
+    """A second Ctrl-C or SIGTERM: stop at once. The step in flight may be half applied, so nothing is saved from it."""
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+class _StopRequests:
+    """Ctrl-C and SIGTERM (a scheduler stopping the job) while training. The first asks the loop to stop once the
+    current step is whole: raised at any line, an interrupt could land between the optimizer's update and the step
+    counter, and the checkpoint would then replay that batch on resume. A second one stops at once."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.requested = False
+        self._say = say
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise _ForcedStop
+        self.requested = True
+        self._say("zoo: stopping after this step (press Ctrl-C again to stop at once, without saving it)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 OPTIMIZERS = ("adam", "sgd")
@@ -238,6 +254,7 @@ class Trainer:
         self.reference = reference or []  # the lesson's validation loss per epoch (None where it gave none)
         self.reference_trn = reference_trn or []  # and its training loss: char3's only figure
         self.quiet = quiet
+        self._stop = _StopRequests(self._say)
         self.task = task if task is not None else _tasks.get("char-lm")  # loss, metrics, table columns
         self.opt = make_optimizer(optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
         # A model that computes its own cross-entropy from targets (zoo.model: `fused_loss`) is called that way.
@@ -326,13 +343,21 @@ class Trainer:
         self._deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         self._emit("on_train_start")
         self._say(self._header())
-        with _sigterm_as_interrupt():
+        self._stop = _StopRequests(self._say)
+        with self._stop.installed():
             try:
                 while st.epoch < len(self.epoch_lrs):
+                    if self._stop.requested:
+                        raise KeyboardInterrupt
                     if self._limit_reached() or not self._run_epoch():
                         self.checkpoint()
                         return st.history
-            except KeyboardInterrupt:
+            except _ForcedStop:
+                raise TrainingInterrupted(
+                    f"stopped at once in epoch {st.epoch + 1}; nothing saved since the last checkpoint. "
+                    f"Continue from it with: zoo train --resume {self.out_dir}"
+                ) from None
+            except KeyboardInterrupt:  # asked for between steps, or raised by code the loop called
                 self.checkpoint(collective=False)  # other ranks may be anywhere: no collective calls now
                 raise TrainingInterrupted(
                     f"interrupted at epoch {st.epoch + 1}, batch {st.step}; checkpoint saved. "
@@ -392,10 +417,13 @@ class Trainer:
             rate = chars / max(1e-9, time.perf_counter() - t0)
             shown = f"{st.loss_sum / st.rows:.3f}" if st.rows else "..."
             bar.update(1, loss=shown, rate=f"{rate / 1000:.0f}k {self.task.unit}/s")
-            if st.step < n_batches and self._limit_reached():
+            stop = self._stop.requested
+            if stop or (st.step < n_batches and self._limit_reached()):
                 self._flush_loss()
                 bar.close()
                 st.trained_seconds += time.perf_counter() - t0
+                if stop:
+                    raise KeyboardInterrupt  # the step is whole: fit() saves it
                 return False
         self._flush_loss()
         bar.close()
