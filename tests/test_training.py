@@ -303,6 +303,36 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(smal
         zoo.train("char-rnn", out=out, **kw)
 
 
+def test_a_run_killed_while_writing_its_first_checkpoint_can_be_started_again(small_corpus, tmp_path):
+    """What SIGKILL (or a full disk) leaves mid-write: the folder a checkpoint was being built in, a weights temp."""
+    out = tmp_path / "r"
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=2, epochs=1, max_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train("char-rnn", out=out, callbacks=[_FailAtStart(KeyboardInterrupt())], **kw)
+    (out / ".checkpoint.k1ll3d_x").mkdir()
+    (out / ".checkpoint.k1ll3d_x" / "model.safetensors").write_bytes(b"half")
+    (out / ".model.safetensors.abcd1234.tmp").write_bytes(b"half")
+    m = zoo.train("char-rnn", out=out, **kw)  # taken over, as a run with nothing to resume
+    assert m.partial is not None and m.partial["step"] == 2
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".zoo.lock") == []  # tidied
+    (out / "notes.txt").write_text("mine")
+    (out / "model.safetensors").unlink()
+    (out / "checkpoint").rename(out / ".checkpoint.abcdefgh")
+    with pytest.raises(ZooError, match="not empty|already holds"):  # someone's file beside it: never taken over
+        zoo.train("char-rnn", out=out, **kw)
+
+
+def test_a_run_killed_between_its_checkpoint_and_its_weights_resumes(small_corpus, tmp_path):
+    """The checkpoint is written before model.safetensors, so a kill between the two leaves a run that resumes."""
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=2, epochs=1)
+    zoo.train("char-rnn", out=tmp_path / "straight", **kw)
+    zoo.train("char-rnn", out=tmp_path / "r", max_steps=3, **kw)
+    (tmp_path / "r" / "model.safetensors").unlink()
+    zoo.train(resume=tmp_path / "r", quiet=True)
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "r" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _not_ours(d):
     (d / "notes.txt").write_text("mine")
 
@@ -311,14 +341,13 @@ def _not_ours(d):
     "spoil",
     [
         lambda d: (d / "model.safetensors").write_bytes(b"weights"),
-        lambda d: (d / ".checkpoint.abcd1234").mkdir(),  # a checkpoint being built when the run died
         _not_ours,
         lambda d: (d / "config.json").write_text(json.dumps({"model": "char-rnn"})),  # no zoo format: someone else's
         lambda d: (d / "config.json").write_text("{not json"),
         lambda d: (d / "run.json").write_text(json.dumps({"model": "char-seq"})),  # not the run config.json describes
         lambda d: (d / "run.json").unlink() or (d / "run.json").mkdir(),
     ],
-    ids=["weights", "checkpoint-temp", "other-file", "foreign-config", "config-not-json", "other-run", "run-json-a-folder"],
+    ids=["weights", "other-file", "foreign-config", "config-not-json", "other-run", "run-json-a-folder"],
 )
 def test_a_folder_with_anything_of_value_is_never_taken_over(small_corpus, tmp_path, spoil):
     out = tmp_path / "r"

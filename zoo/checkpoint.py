@@ -38,6 +38,7 @@ CONFIG_FORMAT = "zoo/1"
 CHECKPOINT = "checkpoint"
 # tempfile.mkdtemp's names: the prefix, then 8 of [a-z0-9_]; ".checkpoint.old" (3 letters) never matches
 _CHECKPOINT_TEMP = re.compile(rf"\.{CHECKPOINT}\.[a-z0-9_]{{8}}")
+_WEIGHTS_TEMP = re.compile(r"\.model\.safetensors\.[a-z0-9_]{8}\.tmp")
 # What start_run writes before training (atomic_write_bytes's temporary files for them, and the run's lock): a
 # folder holding only these, and no weights, is a run that stopped before its first checkpoint
 _RUN_FILE = re.compile(rf"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{{8}}\.tmp|{re.escape(runlock.LOCK_FILE)}")
@@ -207,7 +208,8 @@ def save_checkpoint(
 
 
 def remove_stale_temps(out_dir: Path) -> None:
-    """Delete the checkpoint folders a killed process was still building (`.checkpoint.XXXXXXXX`).
+    """Delete the checkpoint folders a killed process was still building (`.checkpoint.XXXXXXXX`), and its
+    half-written weights (`.model.safetensors.XXXXXXXX.tmp`).
 
     One process writes a run's checkpoints, so any such folder is left over: at best a complete but
     never swapped-in copy, whose weights the run's own model.safetensors already holds.
@@ -220,21 +222,29 @@ def remove_stale_temps(out_dir: Path) -> None:
         # a symlink is not a folder mkdtemp made: never follow one out of the run
         if _CHECKPOINT_TEMP.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
+        elif _WEIGHTS_TEMP.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
 
 
 def abandoned_run(out_dir: Path) -> bool:
     """Whether `out_dir` holds a run that stopped before its first checkpoint, and nothing else.
 
-    That is: its config.json (zoo's, with no weights anywhere) and perhaps run.json, and no other file
-    at all. Such a folder has nothing to resume and nothing of value; any other file may be someone's.
+    That is: its config.json (zoo's, with no weights anywhere) and perhaps run.json, perhaps what a process killed
+    while writing its first checkpoint left half-built, and no other file at all. Such a folder has nothing to
+    resume and nothing of value; any other file may be someone's.
     """
     out_dir = Path(out_dir)
     try:
         entries = list(out_dir.iterdir())
     except OSError:
         return False
-    if not all(_RUN_FILE.fullmatch(e.name) and e.is_file() and not e.is_symlink() for e in entries):
-        return False
+    for e in entries:
+        if e.is_symlink():
+            return False
+        # what a process killed while writing its first checkpoint leaves: a folder it was building, a temp file
+        left_over = (_CHECKPOINT_TEMP.fullmatch(e.name) and e.is_dir()) or (_WEIGHTS_TEMP.fullmatch(e.name) and e.is_file())
+        if not (left_over or (_RUN_FILE.fullmatch(e.name) and e.is_file())):
+            return False
     try:
         config = read_json(out_dir / "config.json")
         record = read_json(out_dir / "run.json") if (out_dir / "run.json").exists() else None

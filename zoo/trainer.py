@@ -327,10 +327,12 @@ class Trainer:
             carried = distributed.gather_rows(self.dist, carried) if collective else None
         if not self.dist.main:
             return
-        save_weights(self.out_dir / "model.safetensors", self.model)
         carried = carried if isinstance(carried, tuple) else (() if carried is None else (carried,))
         extra = {f"carried.{i}": t for i, t in enumerate(carried)}
+        # The checkpoint first: a process killed between the two leaves a run that resumes (its next checkpoint
+        # writes the weights again), never weights without a checkpoint, which could be neither resumed nor restarted.
         save_checkpoint(self.out_dir, self.model, self.opt, self.state.as_dict(), extra)
+        save_weights(self.out_dir / "model.safetensors", self.model)
 
     def fit(self, max_steps: int | None = None, max_seconds: float | None = None) -> list[dict[str, float]]:
         """Train until the recipe's last epoch, or `max_steps` batches in all, or `max_seconds` from now.
