@@ -69,6 +69,21 @@ def test_the_numpy_loop_equals_the_torch_loop_for_short_and_unbounded_contexts(c
         assert fast == sample_by_rerunning(model, VOCAB, "jumps", 50, every=False, **kwargs)
 
 
+@pytest.mark.parametrize("top_k", [None, 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the NumPy loop, the torch loop
+def test_a_vanishing_temperature_samples_as_greedy_does(top_k, dtype):
+    """1 / T overflows float32 below ~1e-38: the draw must still be the likeliest character, never the padding."""
+    spec, model = model_for("char-rnn")
+    model = model.to(dtype)
+    greedy = sample(model, VOCAB, "the qu", 60, context=8, temperature=0.0)[0]
+    for temperature in (1e-5, 1e-30, 1e-40, 5e-324):
+        tiny = sample(model, VOCAB, "the qu", 60, context=8, temperature=temperature, top_k=top_k, seed=1)[0]
+        assert tiny == greedy, temperature
+        assert "\0" not in tiny
+    with pytest.raises(ZooError, match="zoo samples at most 1,000,000,000 at once"):
+        sample(model, VOCAB, "the qu", 10**14, context=8)
+
+
 def test_length_zero_and_a_prompt_longer_than_the_window():
     spec, model = model_for("char-rnn")
     assert sample(model, VOCAB, "the", 0, context=8, num_samples=2) == ["", ""]

@@ -84,6 +84,10 @@ class Noise:
         return block[k - start]
 
 
+MAX_CHARS = 10**9  # characters in one call: their ids alone take 8 GB (int64)
+MIN_FOLDED_TEMPERATURE = 1e-4  # the fused loop's logits, scaled by at most 1e4, stay far from float32's range
+
+
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
     """Next character ids [batch] from logits [batch, vocab]; the \\0 padding is never chosen.
 
@@ -101,6 +105,9 @@ def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, g: torch.
     logits[:, 0] = float("-inf")
     if temperature <= 0:
         return logits.argmax(-1)
+    # Shifted so the largest is 0 (the softmax is the same): a tiny temperature then sends the others to -inf,
+    # never the largest to inf, which would tie with others or give nan.
+    logits -= logits.max(-1, keepdim=True).values
     logits /= temperature
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
@@ -113,7 +120,9 @@ def _pick_np(logits: np.ndarray, temperature: float, top_k: int | None, g: Any) 
     logits[..., 0] = -np.inf
     if temperature <= 0:
         return logits.argmax(-1)
-    logits /= np.float32(temperature)
+    logits -= logits.max(-1, keepdims=True)  # as `_pick` does
+    with np.errstate(over="ignore"):  # a tiny temperature: the others go to -inf, as they should
+        logits /= np.float32(temperature)
     vocab = logits.shape[-1]
     if top_k is not None and 0 < top_k < vocab:
         kth = np.partition(logits, vocab - top_k, axis=-1)[..., vocab - top_k, None]  # the k-th largest, topk's last value
@@ -180,6 +189,10 @@ def sample(
     temperature = checks.real("--temperature", temperature, "a number, zero or more")
     if not 0 <= temperature < float("inf"):
         raise ZooError(f"--temperature must be a number, zero or more, got {temperature}")
+    if np.float32(temperature) == 0:  # below float32's smallest number: 1 / T is no number at all; the limit is greedy
+        temperature = 0.0
+    if length * num_samples > MAX_CHARS:
+        raise ZooError(f"--length x --num-samples is {length * num_samples:,} characters; zoo samples at most {MAX_CHARS:,} at once")
     # a top-k below 1 used to be ignored silently; the CLI refuses it too
     top_k = None if top_k is None else checks.whole("--top-k", top_k, 1)
     seed = None if seed is None else checks.whole("--seed", seed, -(2**63), 2**64 - 1)  # torch.Generator's range
@@ -248,7 +261,8 @@ def _sample_fused(
     b_out[0] = -np.inf  # as _pick_np does to the logits
     # Gumbel-max without top-k picks argmax(h @ w_out.T / T + b_out / T + g): the temperature is folded into
     # the output layer once, and b_out / T into each block of noise, so a character costs one add, not three.
-    folded = noise is not None and top_k is None
+    # Folded only where 1 / T cannot overflow the logits; below, each draw shifts its logits first (`_pick_np`).
+    folded = noise is not None and top_k is None and temperature >= MIN_FOLDED_TEMPERATURE
     if folded:
         w_out_t /= np.float32(temperature)
         b_out /= np.float32(temperature)
