@@ -367,6 +367,39 @@ def test_a_raising_hook_is_pinned_on_its_plugin(in_process, capsys):
     assert len(warnings) == 1 and "'raiser'" in warnings[0] and "this hook always fails" in warnings[0]
 
 
+class _ExitingPlugin:
+    @zoo.hookimpl
+    def zoo_register_models(self, register):
+        raise SystemExit("first line\nsecond line")
+
+
+def test_a_hook_that_calls_sys_exit_is_pinned_on_its_plugin_in_one_line(in_process, capsys):
+    host = in_process(_ExitingPlugin(), "exiter")
+    assert {s.name for s in registry.list_models()} == set(BUILTIN_MODELS)  # zoo goes on
+    assert host.infos["exiter"].error == "zoo_register_models raised SystemExit: first line ..."
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(warnings) == 1 and "'exiter'" in warnings[0]
+
+
+def test_a_plugin_that_exits_on_import_is_skipped(tmp_path, monkeypatch, capsys):
+    from importlib.metadata import EntryPoint
+
+    (tmp_path / "zoo_exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exiting = EntryPoint(name="exits", value="zoo_exits_on_import", group="zoo")
+    real = zoo_plugins.metadata.entry_points
+    monkeypatch.setattr(zoo_plugins.metadata, "entry_points", lambda **kw: [*real(**kw), exiting])
+    for var in ("ZOO_LOAD_PLUGINS", "ZOO_DISABLE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    zoo_plugins.reset()
+    try:
+        assert {s.name for s in registry.list_models()} == set(BUILTIN_MODELS)
+        assert zoo_plugins.host().infos["exits"].error == "SystemExit: 3"
+        assert "plugin 'exits' failed to load and was skipped (SystemExit: 3)" in capsys.readouterr().err
+    finally:
+        zoo_plugins.reset()
+
+
 def test_entry_point_plugins_come_from_installed_metadata(in_process):
     infos = zoo_plugins.host().infos
     assert set(BUILTIN_PLUGINS) <= set(infos)

@@ -49,6 +49,12 @@ def _env_list(var: str) -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's message as one line: a warning line must stay one line (pluggy's own run over several)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+
+
 def _warn(message: str) -> None:
     print(f"zoo: warning: {message}", file=sys.stderr)
 
@@ -81,10 +87,10 @@ class PluginHost:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
                 self.pm.check_pending()  # a misspelled zoo_* hook is an error, not silence
-            except Exception as exc:  # a broken plugin must not take zoo down
+            except (Exception, SystemExit) as exc:  # a broken plugin (even one that calls sys.exit) must not take zoo down
                 if self.pm.is_registered(self.pm.get_plugin(ep.name)):
                     self.pm.unregister(name=ep.name)
-                info.error = f"{type(exc).__name__}: {exc}"
+                info.error = f"{type(exc).__name__}: {_first_line(exc)}"
                 _warn(f"plugin {ep.name!r} failed to load and was skipped ({info.error})")
                 continue
             info.hooks = self._hook_names(ep.name)
@@ -127,9 +133,9 @@ class PluginHost:
             kwargs = {k: (v(impl.plugin_name) if k == "register" else v) for k, v in kwargs_for.items() if k in impl.argnames}
             try:
                 impl.function(**kwargs)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
-                info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                info.error = f"{hook_name} raised {type(exc).__name__}: {_first_line(exc)}"
                 _warn(f"plugin {impl.plugin_name!r}: {info.error}")
 
 
