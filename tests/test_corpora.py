@@ -129,6 +129,27 @@ def test_unreachable_server_is_one_clear_line(online, tmp_path):
         src.fetch()
 
 
+@pytest.mark.parametrize("where", ["a-file", "unwritable"])
+def test_a_cache_folder_that_cannot_be_written_is_one_clear_line(server, online, tmp_path, monkeypatch, where):
+    if where == "a-file":
+        (tmp_path / "a-file").write_text("not a folder")
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "a-file"))
+    else:
+        monkeypatch.setenv("ZOO_CACHE_DIR", "/proc/zoo-cannot-write-here")
+    with pytest.raises(ZooError, match="cannot write the dataset cache .*; set ZOO_CACHE_DIR to a folder you can write"):
+        source(server.url).fetch()
+    assert server.hits == 0
+
+
+def test_a_nul_byte_anywhere_in_a_text_file_is_refused(tmp_path):
+    from zoo.data.sources import resolve
+
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"a" * (1 << 21) + b"b\0c")  # past the first MiB and beyond
+    with pytest.raises(ZooError, match="contains NUL bytes"):
+        resolve(str(late), "nietzsche").read_text()
+
+
 def test_offline_corpus_is_english_prose_from_cpython():
     text = PydocTopics().read_text()
     assert 400_000 < len(text) < 600_000

@@ -47,7 +47,7 @@ def decode_text(raw: bytes, origin: str) -> str:
     """Bytes to text, refusing what is not UTF-8 text (zoo reserves \\0 for padding)."""
     if not raw:
         raise ZooError(f"{origin}: the file is empty")
-    if b"\0" in raw[: 1 << 20]:
+    if b"\0" in raw:  # anywhere: the vocabulary would encode it as the padding
         raise ZooError(f"{origin}: looks like a binary file (it contains NUL bytes), not text")
     try:
         return raw.decode("utf-8")
@@ -114,9 +114,14 @@ class DownloadedText:
             print(f"zoo: warning: the cached {path} failed its sha256 check and was deleted", file=sys.stderr)
         if os.environ.get("ZOO_OFFLINE") == "1":
             raise ZooError(f"dataset {self.name!r} is not cached and ZOO_OFFLINE=1; {OFFLINE_HINT}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{self.filename}.", suffix=".part")
+        except OSError as exc:
+            raise ZooError(
+                f"cannot write the dataset cache {path.parent} ({exc.strerror or exc}); set ZOO_CACHE_DIR to a folder you can write"
+            ) from None
         url = self.source_url()
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{self.filename}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
             h = hashlib.sha256()
