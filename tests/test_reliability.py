@@ -195,6 +195,11 @@ def test_the_sampling_api_refuses_a_temperature_that_is_not_a_number(reference):
         ({"max_seconds": "1m"}, "--budget must be a positive number, got '1m'"),
         ({"max_seconds": float("nan")}, "--budget must be a positive number, got nan"),
         ({"max_seconds": 0}, "--budget must be a positive number, got 0"),
+        ({"amp": "no"}, "--amp must be True or False, got 'no'"),  # a string would read as True
+        ({"cuda_graph": "yes"}, "--cuda-graph must be True or False"),
+        ({"device": 5}, "--device must be a name (auto, cpu, cuda, cuda:N or mps), got 5"),
+        ({"callbacks": 5}, "callbacks must be a list"),
+        ({"options": [1]}, "options must be a dict"),
     ],
 )
 def test_the_training_api_refuses_bad_numbers_with_one_line(tmp_path, corpus, kwargs, needle):
@@ -204,6 +209,22 @@ def test_the_training_api_refuses_bad_numbers_with_one_line(tmp_path, corpus, kw
         zoo.train("char-rnn", data=str(corpus), out=out, overrides=TINY, quiet=True, **kwargs)
     assert needle in str(info.value) and "\n" not in str(info.value)
     assert not out.exists()
+
+
+def test_the_api_takes_friendly_forms_of_its_arguments(tmp_path, corpus, monkeypatch):
+    """device None is auto, a single --set string is one pair, ~ is the home folder; a non-path out is refused."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "corpus.txt").write_text(corpus.read_text())
+    m = zoo.train("char-rnn", data="~/corpus.txt", out="~/run", device=None, overrides="n_hidden=8", max_steps=1, quiet=True)
+    assert m.path == tmp_path / "run" and m.config["hparams"]["n_hidden"] == 8
+    with pytest.raises(ZooError, match="^--out must be a path, got 123$"):
+        zoo.train("char-rnn", data=str(corpus), out=123, quiet=True)
+    with pytest.raises(ZooError, match=r"^--set must be a list of KEY=VALUE strings, got \[\('n_hidden', 8\)\]$"):
+        zoo.train("char-rnn", data=str(corpus), overrides=[("n_hidden", 8)], quiet=True)
+    for bad in (5, None):
+        with pytest.raises(ZooError, match="load takes a run directory, a model name or OWNER/NAME"):
+            zoo.load(bad)
+    assert zoo.load("~/run").config["hparams"]["n_hidden"] == 8
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": "3"}, {"max_steps": "x"}, {"val_frac": [0.2]}])

@@ -246,9 +246,33 @@ def test_resume_refuses_options_it_cannot_honour(small_corpus, tmp_path):
     for extra, flag in ((["--lr", "0.1"], "--lr"), (["--set", "n_hidden=3"], "--set"), (["--data", str(small_corpus)], "--data")):
         line = one_line_error(run_zoo("train", "--resume", str(out), *extra))
         assert line.startswith(f"zoo: error: {flag}: a resumed run keeps the options it started with")
+    cases = ((["--seed", "0"], "--seed"), (["--amp"], "--amp"), (["--no-amp"], "--amp"), (["--batch-size", "8"], "--batch-size"))
+    for extra, flag in cases:
+        line = one_line_error(run_zoo("train", "--resume", str(out), *extra))  # even a value equal to the default
+        assert line.startswith(f"zoo: error: {flag}: a resumed run keeps the options it started with"), line
     assert "already trained 4 batches" in one_line_error(run_zoo("train", "--resume", str(out), "--max-steps", "3"))
     more = run_zoo("--threads", "1", "train", "--resume", str(out), "--max-steps", "6")
     assert more.returncode == 0 and "batch 6" in more.stdout, more.stderr
+
+
+def test_the_api_refuses_options_a_resumed_run_cannot_honour(small_corpus, tmp_path):
+    out = tmp_path / "r"
+    zoo.train("char-rnn", data=str(small_corpus), out=out, max_steps=2, batch_size=64, overrides=SMALL_API, quiet=True)
+    before = (out / "checkpoint" / "state.json").read_text()
+    for given, flag in (
+        ({"lr": 0.5}, "--lr"),
+        ({"batch_size": 3}, "--batch-size"),
+        ({"data": "pydoc-topics"}, "--data"),
+        ({"seed": 0}, "--seed"),
+        ({"out": tmp_path / "elsewhere"}, "--out"),
+        ({"split": "tail"}, "--split"),
+        ({"amp": True}, "--amp"),
+        ({"overrides": ["n_hidden=8"]}, "--set"),
+        ({"options": {"method": "manual"}}, "--method"),
+    ):
+        with pytest.raises(ZooError, match=f"^{flag}: a resumed run keeps the options it started with"):
+            zoo.train(resume=out, quiet=True, **given)
+    assert (out / "checkpoint" / "state.json").read_text() == before and not (tmp_path / "elsewhere").exists()
 
 
 def test_reading_the_loss_every_few_steps_gives_the_same_history_and_resume(small_corpus, tmp_path, monkeypatch):

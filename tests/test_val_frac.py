@@ -72,9 +72,8 @@ def test_resume_keeps_the_val_frac_it_started_with(small_corpus, tmp_path):
     args = ("--data", str(small_corpus), "--split", "tail", "--val-frac", "0.1", "--epochs", "1", "--batch-size", "256")
     first = run_zoo("train", "char-rnn", *args, "--max-steps", "4", "--out", str(out), "--set", "n_hidden=32", "--set", "n_fac=8")
     assert first.returncode == 0, first.stderr
-    for value in ("0.2", "0.1"):
-        line = one_line_error(run_zoo("train", "--resume", str(out), "--val-frac", value))
-        assert line.startswith("zoo: error: --val-frac: a resumed run keeps the options it started with")
+    line = one_line_error(run_zoo("train", "--resume", str(out), "--val-frac", "0.2"))
+    assert line.startswith("zoo: error: --val-frac: ") and "holds out 0.1 of its text; a resumed run keeps the options" in line
     assert "between 0 and 1" in one_line_error(run_zoo("train", "--resume", str(out), "--val-frac", "0"))
     with pytest.raises(ZooError, match="--val-frac: .* holds out 0.1 of its text"):
         zoo.train(resume=out, val_frac=0.2, quiet=True)

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
+import os
 import platform
 import subprocess
 import sys
@@ -256,7 +257,7 @@ def train(
     batch_size: int | None = None,
     device: str = "auto",
     data: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     out: str | Path | None = None,
     resume: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -289,11 +290,27 @@ def train(
     epochs = None if epochs is None else checks.whole("--epochs", epochs, 1)
     lr = None if lr is None else checks.positive("--lr", lr)
     batch_size = None if batch_size is None else checks.whole("--batch-size", batch_size, 1)
-    seed = checks.whole("--seed", seed, -SEED_LIMIT, SEED_LIMIT)
+    seed = None if seed is None else checks.whole("--seed", seed, -SEED_LIMIT, SEED_LIMIT)
     val_frac = None if val_frac is None else check_val_frac(val_frac)
     max_steps = None if max_steps is None else checks.whole("--max-steps", max_steps, 1)
     max_seconds = None if max_seconds is None else checks.positive("--budget", max_seconds)
+    out = None if out is None else checks.path("--out", out)
+    resume = None if resume is None else checks.path("--resume", resume)
+    data = data if data is None or isinstance(data, str) else checks.path("--data", data)
+    amp = None if amp is None else checks.switch("--amp", amp)
+    quiet, cuda_graph = bool(quiet), checks.switch("--cuda-graph", cuda_graph)
+    overrides = checks.pairs("--set", overrides)
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise ZooError(f"callbacks must be a list of objects with on_* methods, got {callbacks!r}")
+    if options is not None and not isinstance(options, dict):
+        raise ZooError(f"options must be a dict of the model's training options, got {options!r}")
     if resume is not None:
+        given = {"lr": lr, "batch_size": batch_size, "data": data, "seed": seed, "out": out, "split": split, "amp": amp}
+        fixed = [k for k, v in given.items() if v is not None] + (["overrides"] if overrides else []) + list(options or {})
+        if fixed:
+            flag = "--set" if fixed[0] == "overrides" else f"--{fixed[0].replace('_', '-')}"
+            can = "--epochs, --max-steps, --budget, --device, --cuda-graph"
+            raise ZooError(f"{flag}: a resumed run keeps the options it started with (only {can})")
         return _resume(
             Path(resume),
             name=name,
@@ -308,6 +325,7 @@ def train(
         )
     if name is None:
         raise ZooError("name a model to train, or --resume a run directory")
+    seed = 0 if seed is None else seed
     spec = registry.get_model(name)
     if spec.task != "char-lm":  # the table tasks have their own data path
         if cuda_graph:
@@ -608,7 +626,9 @@ def load(name_or_dir: str | Path, device: str = "cpu") -> LoadedModel | tasks.Ta
     """A trained model, from the first of: a run directory, weights pulled from the Hub, bundled weights."""
     from zoo import hub
 
-    path = Path(name_or_dir)
+    if not isinstance(name_or_dir, (str, os.PathLike)):
+        raise ZooError(f"load takes a run directory, a model name or OWNER/NAME, got {name_or_dir!r}")
+    path = Path(name_or_dir).expanduser()
     if (path / "config.json").exists():
         return load_dir(path, device)
     if path.is_dir():

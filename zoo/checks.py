@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
@@ -36,3 +38,26 @@ def positive(flag: str, value: Any) -> float:
     if not (x > 0 and math.isfinite(x)):
         raise ZooError(f"{flag} must be a positive number, got {value!r}")
     return x
+
+
+def switch(flag: str, value: Any) -> bool:
+    """`value` if it is True or False; a string such as "no" would otherwise read as True."""
+    if not isinstance(value, bool):
+        raise ZooError(f"{flag} must be True or False, got {value!r}")
+    return value
+
+
+def path(flag: str, value: Any) -> Path:
+    """`value` as a Path (with ~ expanded) if it is a str or path-like; else a ZooError naming `flag`."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ZooError(f"{flag} must be a path, got {value!r}")
+    return Path(value).expanduser()
+
+
+def pairs(flag: str, value: Any) -> tuple[str, ...]:
+    """KEY=VALUE strings as a tuple: a single string is one pair (not its characters, one at a time)."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ZooError(f"{flag} must be a list of KEY=VALUE strings, got {value!r}")
+    return tuple(value)

@@ -240,7 +240,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--batch-size", type=int, callback=_positive, help="Rows per batch (default: the spec's, 512 for the lesson).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--data", help="A dataset name (see `zoo datasets`) or a text file (default: the model's dataset).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, help="Seeds the initial weights and the shuffle [default: 0].")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME, runs/NAME-2, ...).")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyper-parameter (repeatable).")
@@ -275,16 +275,8 @@ def train(name: str | None, **options: Any) -> None:
     # Options a plugin added to this command (linreg-sgd's --method, --animate) are that model's training options.
     own = set(inspect.signature(api.train).parameters)
     extra = {k: options.pop(k) for k in list(options) if k not in own}
-    if options["resume"]:
-        fixed = ("lr", "batch_size", "data", "seed", "out", "overrides", "split", "val_frac")  # what --resume cannot change
-        given = [k for k, v in extra.items() if v is not None] + [k for k in fixed if options.get(k) not in (None, (), 0)]
-        if given:
-            flag = "--set" if given[0] == "overrides" else f"--{given[0].replace('_', '-')}"
-            can = "--epochs, --max-steps, --budget, --device, --cuda-graph"
-            raise ZooError(f"{flag}: a resumed run keeps the options it started with (only {can})")
-        # val_frac gets here only as None or 0, which api.train refuses as out of range
-        keep = {k: options[k] for k in ("epochs", "device", "max_steps", "max_seconds", "quiet", "val_frac", "cuda_graph")}
-        m = api.train(name, resume=options["resume"], **keep)
+    if options["resume"]:  # api.train refuses what a resumed run cannot change; a plugin's flags unset are None or off
+        m = api.train(name, **options, options={k: v for k, v in extra.items() if v not in (None, False, ())})
     else:
         del options["resume"]
         m = api.train(name, **options, options=extra)

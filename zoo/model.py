@@ -168,8 +168,12 @@ def coerce(key: str, raw: str, default: Any) -> Any:
         raise ZooError(f"--set {key}={raw}: expected {article} {kind.__name__}") from None
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto picks CUDA, then MPS, then the CPU; an unavailable device is a clear error."""
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """auto (or None) picks CUDA, then MPS, then the CPU; an unavailable device is a clear error."""
+    if name is None or isinstance(name, torch.device):
+        name = "auto" if name is None else str(name)
+    if not isinstance(name, str):
+        raise ZooError(f"--device must be a name (auto, cpu, cuda, cuda:N or mps), got {name!r}")
     name = name.lower()
     if name == "auto":
         if torch.cuda.is_available():

@@ -185,7 +185,7 @@ def resolve(data: str | os.PathLike[str] | None, default: str) -> object:
         if not callable(getattr(datasets[value], "read_text", None)):  # a table (zoo.data.table)
             raise ZooError(f"dataset {value!r} is a table, not a text; the character models train on text (see `zoo datasets`)")
         return datasets[value]
-    p = Path(value)
+    p = Path(value).expanduser()  # the shell leaves ~ in --data=~/corpus.txt
     if p.exists() or os.sep in value or p.suffix:
         return FileText(p)
     return registry.get_dataset(value)  # raises "unknown dataset … did you mean"
