@@ -114,6 +114,18 @@ def test_evaluation_starts_from_a_zero_state_and_carries_it():
     assert state[0].shape == (4, 1, 16) and not state[0].requires_grad
 
 
+def test_a_stream_models_card_and_header_say_it_held_out_the_tail_even_when_asked_for_random(small_corpus, tmp_path, capsys):
+    from zoo.card import card_text
+
+    kw = dict(data=str(small_corpus), overrides=("n_hidden=16", "n_fac=4"), batch_size=8, max_steps=2, split="random")
+    zoo.train("char-stateful", out=tmp_path / "s", **kw)
+    assert "(tail split, 20% held out)" in capsys.readouterr().err
+    zoo.train(resume=tmp_path / "s", epochs=1, quiet=True)  # the card needs a finished epoch's figures
+    card = card_text(tmp_path / "s", license="mit")
+    assert "validation: last 20% of the text" in card and "random 20%" not in card
+    assert "split: validation (tail)" in card
+
+
 def test_stateful_resume_is_exact_mid_epoch(small_corpus, tmp_path):
     kw = dict(data=str(small_corpus), overrides=("n_hidden=16", "n_fac=4"), batch_size=8, quiet=True, seed=3, epochs=1)
     zoo.train("char-stateful", out=tmp_path / "a", max_steps=30, **kw)

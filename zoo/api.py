@@ -387,7 +387,8 @@ def train(
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
             f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows "
-            f"({split} split, {percent(val_frac)} held out), device {dev}{graph_note}, output {out_dir}",
+            f"({'tail' if spec.batching.kind == 'streams' else split} split, {percent(val_frac)} held out), "
+            f"device {dev}{graph_note}, output {out_dir}",
             file=sys.stderr,
         )
     trainer = _trainer(

@@ -36,7 +36,8 @@ def card_text(
     run = read_json(model_dir / "run.json") if (model_dir / "run.json").exists() else {}
     dataset = config.get("data") or spec.dataset
     dataset_name = dataset if "/" not in str(dataset) else Path(dataset).name
-    split = config.get("split", spec.split)
+    # streams always hold out the end of the text, whatever --split said (zoo.data.batching)
+    split = "tail" if m.batching.kind == "streams" else config.get("split", spec.split)
     held = percent(config.get("val_frac", DEFAULT_VAL_FRAC))
     split_text = f"random {held} of windows, seed 42 (the lesson's)" if split == "random" else f"last {held} of the text"
     final = history[-1] if history else None
