@@ -150,9 +150,10 @@ class ModelResult:
 # zoo
 
 
-def run_zoo(spec: ModelSpec, data: str, seed: int, epochs: int | None) -> tuple[LoopResult, int]:
+def run_zoo(spec: ModelSpec, data: str, seed: int, epochs: int | None, amp: bool = False) -> tuple[LoopResult, int]:
+    """zoo.train; `amp`: bf16 autocast on the CPU, where it has native bfloat16 (a warning and float32 elsewhere)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{spec.name}-") as tmp:
-        m = zoo.train(spec.name, data=data, seed=seed, out=Path(tmp) / "run", epochs=epochs, quiet=True)
+        m = zoo.train(spec.name, data=data, seed=seed, out=Path(tmp) / "run", epochs=epochs, quiet=True, amp=amp or None)
     result = LoopResult(
         trn_loss=[h["trn_loss"] for h in m.history],
         val_loss=[h["val_loss"] for h in m.history],
@@ -299,7 +300,9 @@ class PlainProcess:
 # the benchmark
 
 
-def bench_model(spec: ModelSpec, data: str, text: str, seed: int, smoke: bool, plain: PlainProcess | None) -> ModelResult:
+def bench_model(
+    spec: ModelSpec, data: str, text: str, seed: int, smoke: bool, plain: PlainProcess | None, amp: bool = False
+) -> ModelResult:
     ref = spec.reference
     res = ModelResult(model=spec.name)
     if ref is not None:
@@ -307,7 +310,7 @@ def bench_model(spec: ModelSpec, data: str, text: str, seed: int, smoke: bool, p
     epoch_lrs = spec.epoch_lrs()[:1] if smoke else spec.epoch_lrs()
     res.epochs = len(epoch_lrs)
     try:
-        res.zoo, res.params = run_zoo(spec, data, seed, epochs=1 if smoke else None)
+        res.zoo, res.params = run_zoo(spec, data, seed, epochs=1 if smoke else None, amp=amp)
         if plain is not None:
             res.plain = plain.run(spec, text, seed, epoch_lrs)
     except Exception as exc:  # report it in the table; the exit status says it failed
@@ -386,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, help="torch.set_num_threads (default: torch's own, or 1 with --smoke; 1 is steadier on a busy machine)"
     )
+    parser.add_argument("--amp", action="store_true", help="zoo trains with --amp (bf16 autocast on a CPU with native bf16)")
     args = parser.parse_args(argv)
     args.data = args.data or default_data(args.smoke)
     threads = args.threads if args.threads is not None else (1 if args.smoke else None)
@@ -413,14 +417,15 @@ def main(argv: list[str] | None = None) -> int:
             text = text[:SMOKE_CHARS]
             data = str(Path(tmp) / "smoke.txt")
             Path(data).write_text(text, encoding="utf-8")
-        print(f"data: {args.data}{', its start' if args.smoke else ''}: {len(text):,} chars; seed {args.seed}")
+        amp = "; zoo with --amp (bf16 autocast), the plain loop in float32" if args.amp else ""
+        print(f"data: {args.data}{', its start' if args.smoke else ''}: {len(text):,} chars; seed {args.seed}{amp}")
         with contextlib.ExitStack() as stack:
             plain = None if args.skip_plain else stack.enter_context(PlainProcess(specs))
             warm_up(specs, sides=("zoo",))
             results = []
             for spec in specs:
                 t0 = time.perf_counter()
-                results.append(bench_model(spec, data, text, args.seed, args.smoke, plain))
+                results.append(bench_model(spec, data, text, args.seed, args.smoke, plain, args.amp))
                 print(f"  {spec.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
     print()

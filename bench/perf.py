@@ -161,7 +161,7 @@ def matmul_ceiling(m: int, k: int, n: int, bursts: int = 9, burst_s: float = 0.0
     return best
 
 
-def bench_training(specs: list[ModelSpec], text: str, seed: int, steps: int, repeats: int) -> list[dict[str, Any]]:
+def bench_training(specs: list[ModelSpec], text: str, seed: int, steps: int, repeats: int, amp: bool = False) -> list[dict[str, Any]]:
     ceilings: dict[int, float] = {}  # the matmul ceiling per hidden size
     rows = []
     with PlainProcess(specs) as plain:
@@ -169,7 +169,7 @@ def bench_training(specs: list[ModelSpec], text: str, seed: int, steps: int, rep
         for spec in specs:
             t0 = time.perf_counter()
             try:
-                rows.append(bench_model_training(spec, text, seed, steps, repeats, plain, ceilings))
+                rows.append(bench_model_training(spec, text, seed, steps, repeats, plain, ceilings, amp))
             except Exception as exc:  # report it; the exit status says it failed
                 rows.append({"model": spec.name, "steps": steps, "error": f"{type(exc).__name__}: {exc}"})
             print(f"  train {spec.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
@@ -177,7 +177,7 @@ def bench_training(specs: list[ModelSpec], text: str, seed: int, steps: int, rep
 
 
 def bench_model_training(
-    spec: ModelSpec, text: str, seed: int, steps: int, repeats: int, plain: PlainProcess, ceilings: dict[int, float]
+    spec: ModelSpec, text: str, seed: int, steps: int, repeats: int, plain: PlainProcess, ceilings: dict[int, float], amp: bool = False
 ) -> dict[str, Any]:
     part = train_slice(text, spec, steps)
     hidden = spec.hparams.get("n_hidden", 256)
@@ -194,7 +194,7 @@ def bench_model_training(
         path = Path(tmp) / "slice.txt"
         path.write_text(part, encoding="utf-8")
         for _ in range(repeats):  # alternate, so that the machine's load hits both sides alike
-            zoo_cps.append(run_zoo(spec, str(path), seed, epochs=1)[0].chars_per_s)
+            zoo_cps.append(run_zoo(spec, str(path), seed, epochs=1, amp=amp)[0].chars_per_s)
             plain_cps.append(plain.run(spec, part, seed, spec.epoch_lrs()[:1]).chars_per_s)
     chars_per_step = BATCH_SIZE * spec.batching.length
     row: dict[str, Any] = {
@@ -471,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="training runs per side (default 3; smoke 1)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON to OUT")
     parser.add_argument("--smoke", action="store_true", help="CI check: few steps and repeats; memory for char-rnn on the slice only")
+    parser.add_argument("--amp", action="store_true", help="train: zoo with --amp (bf16 autocast on a CPU with native bf16)")
     args = parser.parse_args(argv)
     args.data = args.data or default_data(args.smoke)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -501,8 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         f"python {info['python']}, zoo {info['zoo']}, {info['date']}; {load()}"
     )
     corpus = f"data: {args.data}: {len(text):,} chars; " if text else ""
-    print(f"{corpus}seed {args.seed}; {'smoke' if args.smoke else 'full'} mode")
-    report: dict[str, Any] = {"machine": info, "threads": torch.get_num_threads(), "smoke": args.smoke, "plan": plan, "errors": {}}
+    amp = "; zoo trains with --amp (bf16 autocast), the plain loop in float32" if args.amp else ""
+    print(f"{corpus}seed {args.seed}; {'smoke' if args.smoke else 'full'} mode{amp}")
+    report: dict[str, Any] = {"machine": info, "threads": torch.get_num_threads(), "smoke": args.smoke, "amp": args.amp, "plan": plan}
+    report["errors"] = {}
     loads = {}
     with tempfile.TemporaryDirectory(prefix="perf-data-") as tmp:
         for section in sections:
@@ -510,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if section == "train":
                     print(f"== training: {plan['steps']} batches of {BATCH_SIZE} per run, {plan['repeats']} run(s) per side, alternating")
-                    report["train"] = bench_training(specs, text, args.seed, plan["steps"], plan["repeats"])
+                    report["train"] = bench_training(specs, text, args.seed, plan["steps"], plan["repeats"], args.amp)
                     print_training(report["train"])
                 elif section == "sample":
                     print("== sampling")
