@@ -141,6 +141,16 @@ def test_bad_training_values_write_nothing(capsys, tmp_path, corpus, args, needl
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"])
+@pytest.mark.parametrize("size", ["n_hidden=0", "n_fac=0"])
+def test_every_lesson_model_refuses_an_empty_layer_when_it_is_built(capsys, tmp_path, corpus, name, size):
+    """Not later, in a traceback from the first forward pass (char3, char-loop and char-concat did)."""
+    out = tmp_path / "run"
+    line = one_line(*cli(capsys, "train", name, "--data", str(corpus), "--out", str(out), "--set", size)[::2])
+    assert "cannot be built with the hyper-parameters" in line and f"({size.split('=')[0]} must be at least 1, got 0)" in line
+    assert not out.exists()
+
+
 def test_an_unknown_nonlinearity_is_one_line(capsys, tmp_path, corpus):
     """A value of the right type that the model itself refuses (torch raises ValueError)."""
     out = tmp_path / "run"

@@ -507,6 +507,21 @@ def test_amp_on_a_cpu_with_native_bf16_trains_under_bf16_autocast(small_corpus, 
     assert a != b and abs(a - b) < 0.05, (a, b)  # bf16 rounding changes the figure, a little
 
 
+def test_a_character_models_spec_chooses_its_optimizer(small_corpus, tmp_path, monkeypatch):
+    import dataclasses
+
+    from zoo import registry
+    from zoo.spec import ModelSpec
+
+    real = registry.get_model
+    monkeypatch.setattr(registry, "get_model", lambda name: dataclasses.replace(real(name), optimizer="sgd"))
+    zoo.train("char-rnn", data=str(small_corpus), out=tmp_path / "r", overrides=SMALL_API, batch_size=64, max_steps=2, quiet=True)
+    groups = json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())["optimizer"]["param_groups"]
+    assert "momentum" in groups[0] and "betas" not in groups[0]  # SGD's, not Adam's
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        ModelSpec(name="x", summary="", builder="m:f", optimizer="lbfgs")
+
+
 def test_the_trainer_takes_the_fused_loss_of_a_model_that_has_one(small_corpus, tmp_path, monkeypatch):
     """The lesson models train through forward(x, targets) (zoo.losses), not logits then cross-entropy."""
     import zoo.losses

@@ -523,7 +523,7 @@ def _trainer(
     return Trainer(
         model, train_b, val_b, lrs, seed=seed, device=dev, out_dir=out_dir, run=run, amp=amp,
         hook=host().pm.hook, callbacks=callbacks, reference=reference, reference_trn=reference_trn, quiet=quiet, dist=d,
-        cuda_graph=cuda_graph,
+        cuda_graph=cuda_graph, optimizer=spec.optimizer,
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 # What a model learns; zoo.tasks implements each (loss, metrics, data path).
 TASKS = ("char-lm", "regression", "tabular-regression")
+OPTIMIZERS = ("adam", "sgd")  # zoo.trainer.make_optimizer builds them
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ class ModelSpec:
             raise ValueError("a recipe needs at least one stage")
         if self.fit and ":" not in self.fit:
             raise ValueError(f"fit must be 'module:function', got {self.fit!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
 
     @property
     def epochs(self) -> int:

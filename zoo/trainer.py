@@ -34,6 +34,7 @@ from zoo.cudagraph import GraphedSteps, check_usable
 from zoo.errors import ZooError
 from zoo.model import amp_applies
 from zoo.progress import Progress
+from zoo.spec import OPTIMIZERS
 
 
 class TrainingInterrupted(ZooError):
@@ -181,7 +182,6 @@ class _StopRequests:
                 signal.signal(sig, handler)
 
 
-OPTIMIZERS = ("adam", "sgd")
 SYNC_EVERY = 50  # on an accelerator, read the running loss (a sync) once per this many steps
 
 

@@ -27,6 +27,13 @@ from zoo.model import FusedRnn
 from zoo.recurrence import autocast_inputs, elman, elman_split, relu_tanh
 
 
+def _check_sizes(**sizes: int) -> None:
+    """Layer sizes below 1 build empty tensors that fail only later, deep in a forward pass."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
 class _Recurrent(nn.Module):
     """What the trainer and the sampler need, shared: the output head, a zero state and a step."""
 
@@ -105,6 +112,7 @@ class Char3Model(_AddedInput):
 
     def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
         super().__init__()
+        _check_sizes(n_fac=n_fac, n_hidden=n_hidden)
         self.n_hidden = n_hidden
         self.e = nn.Embedding(vocab_size, n_fac)
         self.l_in = nn.Linear(n_fac, n_hidden)  # input -> hidden, shared by the 3 steps
@@ -131,6 +139,7 @@ class CharLoopModel(_AddedInput):
 
     def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
         super().__init__()
+        _check_sizes(n_fac=n_fac, n_hidden=n_hidden)
         self.n_hidden = n_hidden
         self.e = nn.Embedding(vocab_size, n_fac)
         self.l_in = nn.Linear(n_fac, n_hidden)
@@ -152,6 +161,7 @@ class CharLoopConcatModel(_Recurrent):
 
     def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
         super().__init__()
+        _check_sizes(n_fac=n_fac, n_hidden=n_hidden)
         self.n_hidden = n_hidden
         self.e = nn.Embedding(vocab_size, n_fac)
         self.l_in = nn.Linear(n_fac + n_hidden, n_hidden)
@@ -181,6 +191,7 @@ class CharRnn(_TorchRnn):
 
     def __init__(self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256) -> None:
         super().__init__()
+        _check_sizes(n_fac=n_fac, n_hidden=n_hidden)
         self.n_hidden = n_hidden
         self.e = nn.Embedding(vocab_size, n_fac)
         self.rnn = nn.RNN(n_fac, n_hidden, batch_first=True)
@@ -210,6 +221,7 @@ class CharSeqRnn(_TorchRnn):
         self, vocab_size: int, n_fac: int = 42, n_hidden: int = 256, identity_init: bool = False, nonlinearity: str = "tanh"
     ) -> None:
         super().__init__()
+        _check_sizes(n_fac=n_fac, n_hidden=n_hidden)
         self.n_hidden = n_hidden
         self.e = nn.Embedding(vocab_size, n_fac)
         self.rnn = nn.RNN(n_fac, n_hidden, nonlinearity=nonlinearity, batch_first=True)
