@@ -507,6 +507,35 @@ def test_amp_on_a_cpu_with_native_bf16_trains_under_bf16_autocast(small_corpus, 
     assert a != b and abs(a - b) < 0.05, (a, b)  # bf16 rounding changes the figure, a little
 
 
+class _EpochHook:
+    def __init__(self, fail: bool) -> None:
+        self.fail, self.epochs = fail, []
+
+    @zoo.hookimpl
+    def zoo_on_epoch_end(self, run, epoch):
+        self.epochs.append(epoch)
+        if self.fail:
+            raise RuntimeError("my logger is down\nsecond line")
+
+
+def test_a_plugins_failing_training_hook_is_one_warning_and_training_goes_on(small_corpus, tmp_path, capsys):
+    from zoo import plugins
+
+    broken, other = _EpochHook(fail=True), _EpochHook(fail=False)
+    host = plugins.host()
+    host.register(broken, name="broken-logger")
+    host.register(other, name="other-logger")
+    try:
+        m = zoo.train("char-rnn", data=str(small_corpus), out=tmp_path / "r", overrides=SMALL_API, batch_size=64, epochs=2, quiet=True)
+    finally:
+        host.unregister("broken-logger")
+        host.unregister("other-logger")
+    assert len(m.history) == 2 and broken.epochs == other.epochs == [1, 2]  # every hook ran, every epoch
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "broken-logger" in ln]
+    line = "zoo: warning: plugin 'broken-logger': zoo_on_epoch_end raised RuntimeError: my logger is down ...; training goes on"
+    assert warned == [line] * 2
+
+
 def test_a_character_models_spec_chooses_its_optimizer(small_corpus, tmp_path, monkeypatch):
     import dataclasses
 

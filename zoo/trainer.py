@@ -270,7 +270,15 @@ class Trainer:
 
     def _emit(self, name: str, **kwargs: Any) -> None:
         if self.hook is not None:
-            getattr(self.hook, f"zoo_{name}")(run=self.run, **kwargs)
+            # Each plugin's hook on its own: the hooks see every run, so one plugin's bug must not stop another's model.
+            kwargs_all = {"run": self.run, **kwargs}
+            for impl in getattr(self.hook, f"zoo_{name}").get_hookimpls():
+                try:
+                    impl.function(**{k: v for k, v in kwargs_all.items() if k in impl.argnames})
+                except Exception as exc:
+                    lines = str(exc).strip().splitlines() or [""]
+                    why = f"{type(exc).__name__}: {lines[0]}" + (" ..." if len(lines) > 1 else "")
+                    print(f"zoo: warning: plugin {impl.plugin_name!r}: zoo_{name} raised {why}; training goes on", file=sys.stderr)
         for cb in self.callbacks:
             fn = getattr(cb, name, None)
             if fn:
