@@ -151,6 +151,19 @@ def test_every_lesson_model_refuses_an_empty_layer_when_it_is_built(capsys, tmp_
     assert not out.exists()
 
 
+@pytest.mark.parametrize("epochs", ["1", "2"])
+def test_resuming_a_finished_run_says_how_many_epochs_it_has(capsys, reference, epochs):
+    before = snapshot(reference)
+    line = one_line(*cli(capsys, "train", "--resume", str(reference), "--epochs", epochs)[::2])
+    assert line.endswith("has already trained 2 epochs; --epochs counts them all, so ask for more"), line
+    assert snapshot(reference) == before
+
+
+def test_publishing_a_pattern_that_matches_nothing_is_one_line(capsys):
+    line = one_line(*cli(capsys, "publish", "nope*")[::2])
+    assert line == "zoo: error: no published weights match 'nope*' in registry.toml; see `zoo list --pretrained`"
+
+
 def test_an_unknown_nonlinearity_is_one_line(capsys, tmp_path, corpus):
     """A value of the right type that the model itself refuses (torch raises ValueError)."""
     out = tmp_path / "run"

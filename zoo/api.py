@@ -596,7 +596,8 @@ def _resume(
     if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows
         trainer.carried = distributed.shard_rows(d, tuple(t.to(dev) for t in state["carried"]))
     if trainer.state.epoch >= len(lrs):
-        raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
+        done = trainer.state.epoch
+        raise ZooError(f"{run_dir} has already trained {done} epoch{'s' * (done != 1)}; --epochs counts them all, so ask for more")
     if max_steps is not None and max_steps <= trainer.state.global_step:
         raise ZooError(f"{run_dir} has already trained {trainer.state.global_step} batches; --max-steps counts them all, so ask for more")
     options.update(record_lrs(lrs))

@@ -198,9 +198,10 @@ def publish(pattern: str = "*", *, token: str | None = None, registry_path: Path
     import fnmatch
 
     done = []
-    for name, entry in sorted(published.load(registry_path).items()):
-        if not fnmatch.fnmatchcase(name, pattern):
-            continue
+    entries = {name: e for name, e in sorted(published.load(registry_path).items()) if fnmatch.fnmatchcase(name, pattern)}
+    if not entries:
+        raise ZooError(f"no published weights match {pattern!r} in registry.toml; see `zoo list --pretrained`")
+    for name, entry in entries.items():
         folder = published.bundled_path(entry)
         if folder is None:
             _warn(f"{name}: no bundled copy to publish; skipped")

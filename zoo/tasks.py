@@ -503,7 +503,8 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     state = load_checkpoint(ckpt, trainer.model, trainer.opt)
     trainer.state.restore(state)
     if trainer.state.epoch >= len(lrs):
-        raise ZooError(f"{run_dir} already finished its {len(lrs)} epochs; add more with --epochs N")
+        done = trainer.state.epoch
+        raise ZooError(f"{run_dir} has already trained {done} epoch{'s' * (done != 1)}; --epochs counts them all, so ask for more")
     options.update(api.record_lrs(lrs))
     atomic_write_json(run_dir / "run.json", {**record, "options": options})
     ctx.say(f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}")
