@@ -134,6 +134,11 @@ def test_zoo_list_fails_with_one_line_naming_the_problem(tmp_path, text, expecte
     assert proc.stdout == ""
 
 
+def test_a_registry_that_zoo_registry_names_must_exist(tmp_path):
+    line = one_error_line(run_zoo("list", ZOO_REGISTRY=str(tmp_path / "missing.toml")))
+    assert line == f"zoo: error: ZOO_REGISTRY={tmp_path / 'missing.toml'}: no such file"  # not an empty registry, silently
+
+
 def test_zoo_info_fails_on_a_broken_registry_too(tmp_path):
     path = _write(tmp_path, _replace(f'revision = "{REV}"', 'revision = "main"'))
     line = one_error_line(run_zoo("info", "char-rnn", ZOO_REGISTRY=str(path)))
@@ -170,11 +175,13 @@ def test_env_var_selects_the_file(tmp_path, monkeypatch):
     assert set(published.load()) == {"char-rnn"}
 
 
-def test_missing_registry_file_means_no_weights(tmp_path):
+def test_missing_registry_file_means_no_weights_unless_zoo_registry_names_it(tmp_path, monkeypatch):
     missing = tmp_path / "nope.toml"
+    monkeypatch.delenv("ZOO_REGISTRY", raising=False)
     assert published.load(missing) == {}
-    rows = parse_table(ok(run_zoo("list", ZOO_REGISTRY=str(missing))).stdout)
-    assert {row["weights"] for row in rows} == {"no"}
+    monkeypatch.setenv("ZOO_REGISTRY", str(missing))
+    with pytest.raises(ZooError, match="no such file"):
+        published.load()
 
 
 def test_zoo_list_shows_published_weights(tmp_path):

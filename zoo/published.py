@@ -134,9 +134,11 @@ def _parse_entry(model: str, table: Any) -> PublishedWeights:
 
 
 def load(path: Path | None = None) -> dict[str, PublishedWeights]:
-    """Parse and validate registry.toml; {} when the file does not exist."""
+    """Parse and validate registry.toml; {} when the file does not exist, unless ZOO_REGISTRY names it."""
     path = path or default_path()
     if not path.exists():
+        if os.environ.get("ZOO_REGISTRY") and Path(os.environ["ZOO_REGISTRY"]) == path:  # asked for, not found
+            raise ZooError(f"ZOO_REGISTRY={path}: no such file")
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
