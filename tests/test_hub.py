@@ -155,6 +155,20 @@ def test_a_tampered_file_is_refused_and_not_kept(hub, trained, tmp_path):
     assert s.returncode == 0, s.stderr
 
 
+def test_a_cached_copy_spoilt_after_pulling_is_deleted_with_a_warning(hub, trained, tmp_path):
+    site, reg = bundle_as_package(trained[0], tmp_path)
+    env = env_for(hub, tmp_path, PYTHONPATH=str(site), ZOO_REGISTRY=str(reg))
+    assert run_zoo("publish", env=env).returncode == 0
+    assert run_zoo("pull", "char-rnn", env=env).returncode == 0
+    (cached,) = [p.resolve() for p in (tmp_path / "hf-home").rglob("model.safetensors")]
+    cached.write_bytes(cached.read_bytes()[:-1] + b"\0")  # bit rot, or a hand edit, after a good pull
+    s = run_zoo("sample", "char-rnn", "--seed", "0", "--length", "20", env=env)
+    assert s.returncode == 0, s.stderr
+    warned = [ln for ln in s.stderr.splitlines() if ln.strip()]
+    assert len(warned) == 1 and "model.safetensors failed the sha256 check" in warned[0] and "bundled copy" in warned[0]
+    assert not cached.exists()
+
+
 def test_wrong_token_and_missing_repo_are_one_line_each(hub, trained, tmp_path):
     env = env_for(hub, tmp_path)
     bad = run_zoo("push", str(trained[0]), "--repo", "alice/x", "--token", "hf_wrong_token_123", env=env)

@@ -129,6 +129,10 @@ def _remove_cached(folder: Path, names: list[str]) -> None:
             target.unlink(missing_ok=True)
 
 
+class TamperedFiles(ZooError):
+    """Pulled files whose sha256 differs from registry.toml's (deleted from the cache)."""
+
+
 def pull(name: str, revision: str | None = None, *, local_only: bool = False) -> Path:
     """Download (or find in the Hub cache) the weights of a registry model or any zoo-format repo."""
     from huggingface_hub import snapshot_download
@@ -161,7 +165,7 @@ def pull(name: str, revision: str | None = None, *, local_only: bool = False) ->
         bad = published.mismatched_files(folder, entry)
         if bad:
             _remove_cached(folder, bad)
-            raise ZooError(f"pull {what}: {', '.join(bad)} failed the sha256 check against registry.toml and were deleted")
+            raise TamperedFiles(f"pull {what}: {', '.join(bad)} failed the sha256 check against registry.toml and were deleted")
     else:
         _warn(f"revision {revision} is not the pinned one; its files are not checked against registry.toml")
     if not (folder / "config.json").exists():
@@ -182,8 +186,10 @@ def find_weights(name: str) -> tuple[Path, str] | None:
     if entry.revision:
         try:
             return pull(name, local_only=True), "hub cache"
+        except TamperedFiles as exc:  # say so: the copy the user pulled is gone, and other weights are used
+            _warn(f"{exc}; using the bundled copy if there is one")
         except ZooError:
-            pass
+            pass  # not pulled
     bundled = published.bundled_path(entry)
     if bundled is not None:
         bad = published.mismatched_files(bundled, entry)
