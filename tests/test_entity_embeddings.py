@@ -152,6 +152,33 @@ def test_rossmann_files_train_with_data_dir(tmp_path):
         load_table(str(tmp_path), "txhousing")
 
 
+def _spoil(name: str, old: bytes, new: bytes):
+    def spoil(root: Path) -> None:
+        (root / name).write_bytes((root / name).read_bytes().replace(old, new))
+
+    return spoil
+
+
+@pytest.mark.parametrize(
+    "spoil, needle",
+    [
+        (_spoil("train.csv", b",Sales,", b",Revenue,"), "train.csv has no Sales column (it needs Store, DayOfWeek, Date, Sales"),
+        (_spoil("store.csv", b",Assortment,", b",Range,"), "store.csv has no Assortment column"),
+        (_spoil("train.csv", b"2015-06-0", b"2015/06/0"), "train.csv line 2: expected a YYYY-MM-DD Date"),
+        (_spoil("train.csv", b"Store,", b"St\xf6re,"), "train.csv: not UTF-8 text (byte 2"),
+    ],
+    ids=["no-sales", "no-assortment", "slash-dates", "latin-1"],
+)
+def test_malformed_rossmann_files_are_one_line(tmp_path, spoil, needle):
+    from zoo.data.table import load_table
+
+    data = _rossmann(tmp_path / "rossmann")
+    spoil(data)
+    with pytest.raises(ZooError) as info:
+        load_table(str(data), "txhousing")
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
 def test_resume_continues_to_the_same_weights(run, tmp_path):
     common = dict(overrides=TINY, epochs=2, seed=3, device="cpu", quiet=True)
     whole = zoo.train("entity-embeddings", out=tmp_path / "whole", **common)

@@ -98,6 +98,25 @@ ROSSMANN_CATEGORICAL = (
 )  # fmt: skip
 ROSSMANN_CONTINUOUS = ("CompetitionDistance",)
 ROSSMANN_URL = "https://www.kaggle.com/c/rossmann-store-sales/data"
+ROSSMANN_TRAIN_COLUMNS = ("Store", "DayOfWeek", "Date", "Sales", "Promo", "StateHoliday", "SchoolHoliday")
+ROSSMANN_STORE_COLUMNS = ("Store", "StoreType", "Assortment", "CompetitionDistance", "Promo2", "PromoInterval")
+
+
+def _read_csv(path: Path, required: tuple[str, ...], digest: Any) -> list[dict[str, str]]:
+    """A CSV file's rows, once it is known to be UTF-8 text with the `required` columns; its bytes go into `digest`."""
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except OSError as exc:
+        raise ZooError(f"cannot read {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ZooError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    digest.update(raw)
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in required if c not in (reader.fieldnames or ())]
+    if missing:
+        raise ZooError(f"{path} has no {', '.join(missing)} column{'s' * (len(missing) > 1)} (it needs {', '.join(required)})")
+    return list(reader)
 
 
 class Rossmann:
@@ -118,23 +137,27 @@ class Rossmann:
             raise ZooError(f"rossmann: {where}; download train.csv and store.csv from {ROSSMANN_URL} and pass --data DIR")
         path = Path(path)
         h = hashlib.sha256()
-        tables = {}
-        for name in ("store.csv", "train.csv"):
-            raw = (path / name).read_bytes()
-            h.update(raw)
-            tables[name] = raw.decode("utf-8")
-        stores = {row["Store"]: row for row in csv.DictReader(io.StringIO(tables["store.csv"]))}
+        store_rows = _read_csv(path / "store.csv", ROSSMANN_STORE_COLUMNS, h)
+        train_rows = _read_csv(path / "train.csv", ROSSMANN_TRAIN_COLUMNS, h)
+        stores = {row["Store"]: row for row in store_rows}
         cols: dict[str, list] = {k: [] for k in (*ROSSMANN_CATEGORICAL, *ROSSMANN_CONTINUOUS, "Sales")}
         order = []
-        for row in csv.DictReader(io.StringIO(tables["train.csv"])):
+        for line, row in enumerate(train_rows, start=2):  # line 1 is the header
             if row.get("Open") == "0" or not _float(row["Sales"]) > 0:
                 continue
             store = stores.get(row["Store"])
             if store is None:
                 raise ZooError(f"{path}/train.csv names store {row['Store']}, which store.csv lacks")
-            year, month, day = (int(p) for p in row["Date"].split("-"))
+            try:
+                year, month, day = (int(p) for p in row["Date"].split("-"))
+                store_id, day_of_week = int(row["Store"]), int(row["DayOfWeek"])
+            except ValueError:
+                raise ZooError(
+                    f"{path}/train.csv line {line}: expected a YYYY-MM-DD Date and whole-number Store and DayOfWeek, "
+                    f"got {row['Date']!r}, {row['Store']!r}, {row['DayOfWeek']!r}"
+                ) from None
             values = {**row, **{k: v for k, v in store.items() if k != "Store"}, "Year": year, "Month": month, "Day": day}
-            values["Store"], values["DayOfWeek"] = int(row["Store"]), int(row["DayOfWeek"])
+            values["Store"], values["DayOfWeek"] = store_id, day_of_week
             for c in ROSSMANN_CATEGORICAL:
                 cols[c].append(values[c])
             cols["CompetitionDistance"].append(np.log1p(_float(store["CompetitionDistance"])))
