@@ -62,6 +62,27 @@ def test_cli_prints_the_fit_and_writes_a_multi_frame_gif(tmp_path):
     assert (tmp_path / "run" / "loss.png").exists()
 
 
+def test_an_animation_path_that_cannot_be_written_is_refused_before_training(tmp_path):
+    out = tmp_path / "run"
+    line = one_line_error(run_zoo("train", "linreg-sgd", "--method", "manual", "--animate", "/proc/zoo/fit.gif", "--out", str(out)))
+    assert line.startswith("zoo: error: --animate /proc/zoo/fit.gif: cannot write to /proc/zoo")
+    assert not out.exists()
+
+
+def test_an_animation_that_fails_late_is_a_warning_and_the_fit_is_kept(tmp_path, monkeypatch):
+    import zoo_sgd.linreg
+
+    def broken(path, *args):
+        raise ZooError(f"--animate {path}: cannot write the GIF (disk full)")
+
+    monkeypatch.setattr(zoo_sgd.linreg, "animate_fit", broken)
+    from zoo.errors import ZooWarning
+
+    with pytest.warns(ZooWarning, match="cannot write the GIF"):
+        m = zoo.train("linreg-sgd", options={"method": "manual", "animate": str(tmp_path / "fit.gif")}, out=tmp_path / "run", quiet=True)
+    assert (tmp_path / "run" / "model.safetensors").exists() and m.history
+
+
 def test_save_load_gives_identical_predictions(optim_run):
     from zoo.checkpoint import read_tensors
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, ZooWarning
 from zoo_sgd import A, B
 
 METHOD_DEFAULTS = {
@@ -90,6 +92,13 @@ def validate_options(options: dict[str, Any]) -> None:
     animate = options.get("animate")
     if animate and not str(animate).lower().endswith(".gif"):
         raise ZooError(f"--animate {animate}: give a .gif path")
+    if animate:  # found out now, not after the training it would follow
+        folder = Path(animate).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise ZooError(f"--animate {animate}: cannot write to {folder} ({exc.strerror or exc})") from None
 
 
 def fit(ctx: Any) -> list[dict[str, float]]:
@@ -123,8 +132,12 @@ def fit(ctx: Any) -> list[dict[str, float]]:
     ls_a, ls_b = np.polyfit(x_trn.numpy(), y_trn.numpy(), 1)
     ctx.say(f"fitted a = {path[-1][0]:.4f}, b = {path[-1][1]:.4f}; least squares on the same rows: a = {ls_a:.4f}, b = {ls_b:.4f}")
     if animate:
-        gif = Path(animate)
-        animate_fit(gif, x_trn.numpy(), y_trn.numpy(), path, losses, method)
+        gif = Path(animate).expanduser()
+        try:
+            animate_fit(gif, x_trn.numpy(), y_trn.numpy(), path, losses, method)
+        except ZooError as exc:  # the fit is done and worth keeping: say what failed, and let zoo save the run
+            warnings.warn(str(exc), ZooWarning, stacklevel=2)
+            return history
         loss_png = gif.with_name(gif.stem + "-loss.png")
         _plot_loss(loss_png, losses, f"linreg-sgd ({method})")
         ctx.say(f"animation: {gif}; loss curve: {loss_png}")
@@ -298,9 +311,9 @@ def animate_fit(path: Path, x: Any, y: Any, trajectory: list[tuple[float, float]
     fig.tight_layout()  # with a title in place, so that it keeps its room
 
     ani = animation.FuncAnimation(fig, draw, frames=len(steps), interval=100, blit=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.gif")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         ani.save(str(tmp), writer=animation.PillowWriter(fps=10))
         os.replace(tmp, path)
     except (OSError, ValueError, RuntimeError) as exc:
