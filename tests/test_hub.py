@@ -169,6 +169,12 @@ def test_a_cached_copy_spoilt_after_pulling_is_deleted_with_a_warning(hub, train
     assert not cached.exists()
 
 
+def test_pushing_with_no_token_at_all_says_so(hub, trained, tmp_path):
+    env = {**env_for(hub, tmp_path), "HF_TOKEN": ""}  # and nothing saved under HF_HOME
+    line = one_line_error(run_zoo("push", str(trained[0]), "--repo", "alice/x", env=env))
+    assert line == "zoo: error: push: no Hub token; pass --token, set HF_TOKEN, or log in with `hf auth login`"
+
+
 def test_wrong_token_and_missing_repo_are_one_line_each(hub, trained, tmp_path):
     env = env_for(hub, tmp_path)
     bad = run_zoo("push", str(trained[0]), "--repo", "alice/x", "--token", "hf_wrong_token_123", env=env)

@@ -240,6 +240,8 @@ def test_load_plugins_loads_only_those(value):
 def test_load_plugins_without_corpora_has_no_datasets():
     proc = ok(run_zoo("datasets", ZOO_LOAD_PLUGINS="char-rnn"))
     assert parse_table(proc.stdout) == []
+    line = one_error_line(run_zoo("eval", "char-rnn", "--data", "pydoc-topics", ZOO_LOAD_PLUGINS="char-rnn"))
+    assert line == "zoo: error: unknown dataset 'pydoc-topics': no plugin loaded registers any dataset (see `zoo plugins`)"
 
 
 def test_disable_plugins_blocks_those():

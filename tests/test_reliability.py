@@ -164,6 +164,18 @@ def test_publishing_a_pattern_that_matches_nothing_is_one_line(capsys):
     assert line == "zoo: error: no published weights match 'nope*' in registry.toml; see `zoo list --pretrained`"
 
 
+@pytest.mark.parametrize("key, value", [("epoch", "two"), ("step", -1), ("history", {"a": 1}), ("loss_sum", None)])
+def test_a_hand_edited_state_json_is_one_line_on_resume(capsys, tmp_path, reference, key, value):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    (out / "checkpoint" / "state.json").write_text(json.dumps({**state, key: value}))
+    line = one_line(*cli(capsys, "train", "--resume", str(out), "--epochs", "3")[::2])
+    assert f"checkpoint/state.json: {key!r} is {value!r}, not what zoo wrote" in line
+
+
 def test_an_unknown_nonlinearity_is_one_line(capsys, tmp_path, corpus):
     """A value of the right type that the model itself refuses (torch raises ValueError)."""
     out = tmp_path / "run"
@@ -599,8 +611,8 @@ def _leftovers(out: Path) -> list[str]:
 @pytest.mark.parametrize(
     "mode, strerror",
     [
-        ("full@1", "No space left on device"),  # the first write after epoch 1: model.safetensors
-        ("full@2", "No space left on device"),  # inside the new checkpoint folder, being built
+        ("full@1", "No space left on device"),  # the first write after epoch 1: the new checkpoint's weights
+        ("full@2", "No space left on device"),  # the next one, still inside the checkpoint folder being built
         ("read-only", "Read-only file system"),  # no temporary file can be created at all
         ("swap", "Input/output error"),  # the old checkpoint moved aside, the new one cannot take its place
     ],

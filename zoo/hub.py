@@ -98,6 +98,10 @@ def push(
     config = read_config(model_dir)
     if not (model_dir / "model.safetensors").is_file():
         raise ZooError(f"{model_dir}: no model.safetensors to push")
+    from huggingface_hub import get_token
+
+    if not (token or get_token()):  # else the Hub's 401 would blame a token nobody gave
+        raise ZooError("push: no Hub token; pass --token, set HF_TOKEN, or log in with `hf auth login`")
     staging = _stage(model_dir, repo_id, license)
     api = HfApi(token=token)
     try:

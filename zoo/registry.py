@@ -106,5 +106,7 @@ def get_model(name: str) -> ModelSpec:
 def get_dataset(name: str) -> Any:
     datasets = _checked().datasets
     if name not in datasets:
+        if not datasets:  # e.g. ZOO_LOAD_PLUGINS left out the plugin that registers them
+            raise ZooError(f"unknown dataset {name!r}: no plugin loaded registers any dataset (see `zoo plugins`)")
         raise ZooError(f"unknown dataset {name!r}{did_you_mean(name, sorted(datasets))}; known: {', '.join(sorted(datasets))}")
     return datasets[name]

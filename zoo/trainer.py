@@ -73,9 +73,20 @@ class TrainState:
         return {k: getattr(self, k) for k in self.FIELDS}
 
     def restore(self, saved: dict[str, Any]) -> None:
+        """The counters of a checkpoint's state.json, each checked: a hand-edited file must not fail later, obscurely."""
         for key in self.FIELDS:
-            if key in saved:  # checkpoints from before a field existed lack it
-                setattr(self, key, saved[key])
+            if key not in saved:  # checkpoints from before a field existed lack it
+                continue
+            value, default = saved[key], getattr(self, key)
+            if isinstance(default, list):
+                ok = isinstance(value, list) and all(isinstance(h, dict) for h in value)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok:
+                raise ZooError(f"checkpoint/state.json: {key!r} is {value!r}, not what zoo wrote; the checkpoint was edited or damaged")
+            setattr(self, key, value)
 
 
 def uses_fused_loss(model: nn.Module) -> bool:
