@@ -99,8 +99,12 @@ def test_push_then_pull_into_an_empty_cache_is_byte_identical(hub, trained, tmp_
     assert pulled.returncode == 0, pulled.stderr
     assert "not in registry.toml" in pulled.stderr  # no pinned hashes for an unregistered repo
     folder = Path(pulled.stdout.strip())
-    for f in ("model.safetensors", "config.json", "training.json"):
+    for f in ("model.safetensors", "training.json"):
         assert (folder / f).read_bytes() == (trained[0] / f).read_bytes(), f
+    import json
+
+    local, hubs = json.loads((trained[0] / "config.json").read_text()), json.loads((folder / "config.json").read_text())
+    assert hubs == {**local, "data": Path(local["data"]).name}  # the corpus by name, not this machine's folders
     a = run_zoo("sample", "alice/char-rnn-small", "--seed", "3", "--length", "80", "--prompt", "The ", env=env)
     b = run_zoo("sample", str(trained[0]), "--seed", "3", "--length", "80", "--prompt", "The ", env=env)
     assert a.returncode == 0, a.stderr
@@ -195,6 +199,20 @@ def test_the_token_never_reaches_outputs_or_files(hub, trained, tmp_path):
     assert hub.token not in pushed.stdout + pushed.stderr
     for content in hub.repo("alice/secret").files("main").values():
         assert hub.token.encode() not in content
+
+
+def test_a_pushed_run_does_not_carry_this_machines_folders(hub, trained, tmp_path):
+    import json
+
+    corpus = str(trained[0].parent / "corpus.txt")
+    assert json.loads((trained[0] / "config.json").read_text())["data"] == corpus  # what the local run records
+    env = env_for(hub, tmp_path)
+    assert run_zoo("push", str(trained[0]), "--repo", "alice/paths", "--token", hub.token, env=env).returncode == 0
+    files = hub.repo("alice/paths").files("main")
+    assert all(corpus.encode() not in content and str(trained[0].parent).encode() not in content for content in files.values())
+    assert json.loads(files["config.json"])["data"] == "corpus.txt"
+    assert json.loads(files["run.json"])["options"]["data"] == "corpus.txt"
+    assert (trained[0] / "config.json").read_text().count(corpus) == 1  # the local run is left as it was
 
 
 def test_an_unreachable_hub_is_one_line(trained, tmp_path):

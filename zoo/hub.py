@@ -6,6 +6,8 @@ All traffic goes through huggingface_hub, so its cache, locking and environment
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 import tempfile
@@ -68,10 +70,33 @@ def _stage(model_dir: Path, repo_id: str, license: str) -> Path:
     for name in PUBLISHED_FILES:
         if (model_dir / name).is_file():
             shutil.copyfile(model_dir / name, staging / name)
+    bundled = _is_bundled(model_dir)
+    if not bundled:  # bundled files go byte for byte: registry.toml pins their sha256
+        _strip_local_paths(staging)
     card = staging / "README.md"
-    if not card.exists() or MARKER in card.read_text(encoding="utf-8", errors="replace") and not _is_bundled(model_dir):
+    if not card.exists() or MARKER in card.read_text(encoding="utf-8", errors="replace") and not bundled:
         write_card(staging, repo_id=repo_id, license=license)
     return staging
+
+
+def _strip_local_paths(staging: Path) -> None:
+    """A corpus file's absolute path (config.json's data, run.json's options and command) names folders and
+    often the user on this machine: the Hub gets the file's name (its sha256 in run.json still identifies it)."""
+    config_path, run_path = staging / "config.json", staging / "run.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    data = config.get("data")
+    if not (isinstance(data, str) and os.path.isabs(data)):
+        return
+    name = Path(data).name
+    config["data"] = name
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=True) + "\n", encoding="utf-8")
+    if run_path.is_file():
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+        if isinstance(run.get("options"), dict) and run["options"].get("data") == data:
+            run["options"]["data"] = name
+        if isinstance(run.get("command"), str):
+            run["command"] = run["command"].replace(data, name)
+        run_path.write_text(json.dumps(run, indent=2, ensure_ascii=True) + "\n", encoding="utf-8")
 
 
 def _is_bundled(model_dir: Path) -> bool:
