@@ -83,6 +83,13 @@ def test_an_animation_that_fails_late_is_a_warning_and_the_fit_is_kept(tmp_path,
     assert (tmp_path / "run" / "model.safetensors").exists() and m.history
 
 
+@pytest.mark.parametrize("method", ["manual", "autograd"])
+def test_the_hand_written_loops_stop_at_the_budget(tmp_path, method):
+    full = zoo.train("linreg-sgd", options={"method": method}, out=tmp_path / "full", quiet=True)
+    cut = zoo.train("linreg-sgd", options={"method": method}, max_seconds=1e-6, out=tmp_path / "cut", quiet=True)
+    assert full.history[-1]["epoch"] > 100 and cut.history[-1]["epoch"] < full.history[-1]["epoch"]
+
+
 def test_save_load_gives_identical_predictions(optim_run):
     from zoo.checkpoint import read_tensors
 

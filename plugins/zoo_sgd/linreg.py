@@ -121,8 +121,9 @@ def fit(ctx: Any) -> list[dict[str, float]]:
         if ctx.given.get("max_steps"):
             steps = min(steps, ctx.given["max_steps"])
         loop = _manual if method == "manual" else _autograd
+        budget = ctx.given.get("max_seconds")  # --budget: stop at the first step past it, as the trainer does
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging fit is reported below, not warned about
-            history, path, losses = loop(ctx, x_trn, y_trn, x_val, y_val, lr, steps)
+            history, path, losses = loop(ctx, x_trn, y_trn, x_val, y_val, lr, steps, budget)
         if not all(math.isfinite(v) for v in path[-1]):  # as the trainer does for --method optim
             raise ZooError(f"the fit diverged (a, b became {path[-1][0]}, {path[-1][1]}) at lr {lr:g}; try a lower --lr")
         with torch.no_grad():
@@ -184,7 +185,11 @@ def _row(ctx: Any, history: list, step: int, lr: float, loss: float, val: float,
     history.append({"epoch": step, "lr": lr, "trn_loss": loss, "val_loss": val, "a": a, "b": b, "seconds": time.perf_counter() - t0})
 
 
-def _manual(ctx, x, y, x_val, y_val, lr, steps):
+def _late(t0: float, budget: float | None) -> bool:
+    return budget is not None and time.perf_counter() - t0 >= budget
+
+
+def _manual(ctx, x, y, x_val, y_val, lr, steps, budget=None):
     """The lesson's upd() in NumPy, from its guess (a, b) = (-1, 1)."""
     x, y, x_val, y_val = (t.numpy() for t in (x, y, x_val, y_val))
     a, b = MANUAL_START
@@ -192,6 +197,8 @@ def _manual(ctx, x, y, x_val, y_val, lr, steps):
     _header(ctx, "manual (NumPy, gradients by hand)", lr, steps, len(x))
     t0 = time.perf_counter()
     for t in range(steps):
+        if _late(t0, budget):
+            break
         loss = float(mse(lin(a, b, x), y))
         losses.append(loss)
         if t % _every(steps) == 0:
@@ -201,11 +208,11 @@ def _manual(ctx, x, y, x_val, y_val, lr, steps):
         b -= lr * float(db)
         path.append((a, b))
     losses.append(float(mse(lin(a, b, x), y)))
-    _row(ctx, history, steps, lr, losses[-1], float(mse(lin(a, b, x_val), y_val)), a, b, t0)
+    _row(ctx, history, len(path) - 1, lr, losses[-1], float(mse(lin(a, b, x_val), y_val)), a, b, t0)
     return history, path, losses
 
 
-def _autograd(ctx, x, y, x_val, y_val, lr, steps):
+def _autograd(ctx, x, y, x_val, y_val, lr, steps, budget=None):
     """The lesson's loop: a, b with requires_grad (from the model's seeded N(0, 1) start), backward, update, zero."""
     a = ctx.model.a.detach().double().clone().requires_grad_(True)
     b = ctx.model.b.detach().double().clone().requires_grad_(True)
@@ -213,6 +220,8 @@ def _autograd(ctx, x, y, x_val, y_val, lr, steps):
     _header(ctx, "autograd (loss.backward(), manual update)", lr, steps, len(x))
     t0 = time.perf_counter()
     for t in range(steps):
+        if _late(t0, budget):
+            break
         loss = mse(lin(a, b, x), y)
         losses.append(loss.item())
         if t % _every(steps) == 0:
@@ -229,7 +238,7 @@ def _autograd(ctx, x, y, x_val, y_val, lr, steps):
     with torch.no_grad():
         losses.append(mse(lin(a, b, x), y).item())
         val = mse(lin(a, b, x_val), y_val).item()
-    _row(ctx, history, steps, lr, losses[-1], val, a.item(), b.item(), t0)
+    _row(ctx, history, len(path) - 1, lr, losses[-1], val, a.item(), b.item(), t0)
     return history, path, losses
 
 
