@@ -42,7 +42,7 @@ from zoo.data.sources import resolve
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError, ZooWarning
 from zoo.fileio import read_history
-from zoo.model import build, count_params, parse_overrides, resolve_amp, resolve_device
+from zoo.model import build, count_params, parse_overrides, resolve_amp, resolve_device, resumed_amp
 from zoo.plugins import host
 from zoo.sampling import sample as _sample
 from zoo.spec import Batching, ModelSpec
@@ -375,6 +375,7 @@ def train(
     torch.manual_seed(seed)
     model = tag_vocab(build(spec, len(vocab), hparams), vocab.chars)
     options["amp"] = amp = resolve_amp(amp, model, dev)
+    options["autocast"] = "bf16" if amp else None  # what amp meant here (zoo.model.resumed_amp)
     if cuda_graph:  # refused before the run's folder is written
         cudagraph.check_usable(dev, model, spec.name, d.enabled)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
@@ -586,7 +587,7 @@ def _resume(
         _encode(vocab, text), Batching(**config["batching"]), options["batch_size"], config["split"], val_frac=run_frac
     )
     seed = options["seed"]
-    amp = options.get("amp", True)
+    amp = resumed_amp(options, dev)
     trainer = _trainer(
         spec, model, train_b, val_b, lrs, seed, dev, run_dir, config, amp, quiet, callbacks,
         d=d, data_sha256=record.get("data_sha256"), cuda_graph=cuda_graph,
@@ -607,7 +608,11 @@ def _resume(
     except OSError as exc:
         raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     if not quiet:
-        print(f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}", file=sys.stderr)
+        print(
+            f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}"
+            f"{', bf16 autocast' if trainer.amp else ''}",
+            file=sys.stderr,
+        )
     return _fit(trainer, spec, config, run_dir, max_steps, max_seconds)
 
 

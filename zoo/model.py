@@ -104,15 +104,23 @@ with it and 2.1 s without, char-concat 3.7-4.5 s against 3.6-3.8 s (bench/gpu.sh
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): there bf16 matrix products run at about
     twice float32's rate; elsewhere torch emulates them, several times slower than float32."""
+    # Not torch.ops.mkldnn._is_mkldnn_bf16_supported(): that is any AVX-512 CPU, which only emulates bf16.
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN's probe
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a torch without these probes
         return False
 
 
 def amp_applies(amp: bool, device: torch.device) -> bool:
     """Whether `amp` means bf16 autocast on `device`: on CUDA, and on a CPU with native bfloat16."""
     return amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()))
+
+
+def resumed_amp(options: dict[str, Any], device: torch.device) -> bool:
+    """A resumed run's mixed precision, from its run.json options. zoo before CPU autocast recorded amp true for
+    runs on the CPU, where it meant float32: on the CPU only a run that records "autocast": "bf16" resumes in bf16."""
+    amp = bool(options.get("amp", True))
+    return amp and (device.type != "cpu" or options.get("autocast") == "bf16")
 
 
 def resolve_amp(amp: bool | None, model: nn.Module, device: torch.device) -> bool:

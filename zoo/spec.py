@@ -123,8 +123,6 @@ class ModelSpec:
             raise ValueError("a recipe needs at least one stage")
         if self.fit and ":" not in self.fit:
             raise ValueError(f"fit must be 'module:function', got {self.fit!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
 
     @property
     def epochs(self) -> int:

@@ -346,7 +346,7 @@ class FitContext:
     config: dict[str, Any]
     options: dict[str, Any]  # the spec's train_options, resolved
     given: dict[str, Any] = field(default_factory=dict)  # what the caller passed explicitly: epochs, lr, max_steps
-    amp: bool = True
+    amp: bool = False
     quiet: bool = False
     callbacks: list[Any] | None = None
 
@@ -440,6 +440,7 @@ def train(
     torch.manual_seed(seed)
     model = build(spec, None, hparams, **task.build_kwargs(prepared.columns))
     run_options["amp"] = amp = resolve_amp(amp, model, dev)
+    run_options["autocast"] = "bf16" if amp else None  # what amp meant here (zoo.model.resumed_amp)
     api.start_run(out_dir, config, api.run_record(spec, run_options, dev, table.sha256))
     ctx = FitContext(
         spec, task, model, prepared, lrs, seed, dev, out_dir, config, resolved,
@@ -474,7 +475,7 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     """zoo.api's --resume for the table tasks: the same data, split and encoding; the checkpoint's weights and optimizer."""
     from zoo import api, distributed
     from zoo.checkpoint import atomic_write_json, find_checkpoint, load_checkpoint, read_json
-    from zoo.model import build, resolve_device
+    from zoo.model import build, resolve_device, resumed_amp
 
     record = read_json(run_dir / "run.json")
     spec = api._spec_for(config, run_dir)
@@ -497,7 +498,7 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     model = build(spec, None, config["hparams"], **task.build_kwargs(config["columns"]))
     ctx = FitContext(
         spec, task, model, prepared, lrs, options["seed"], dev, run_dir, config, options.get("train_options", {}),
-        given={"max_steps": max_steps, "max_seconds": max_seconds}, amp=options.get("amp", True), quiet=quiet, callbacks=callbacks,
+        given={"max_steps": max_steps, "max_seconds": max_seconds}, amp=resumed_amp(options, dev), quiet=quiet, callbacks=callbacks,
     )  # fmt: skip
     trainer = ctx.trainer()
     state = load_checkpoint(ckpt, trainer.model, trainer.opt)
@@ -507,7 +508,10 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
         raise ZooError(f"{run_dir} has already trained {done} epoch{'s' * (done != 1)}; --epochs counts them all, so ask for more")
     options.update(api.record_lrs(lrs))
     atomic_write_json(run_dir / "run.json", {**record, "options": options})
-    ctx.say(f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}")
+    ctx.say(
+        f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}"
+        f"{', bf16 autocast' if trainer.amp else ''}"
+    )
     try:
         trainer.fit(max_steps=max_steps, max_seconds=max_seconds)
     except OSError as exc:

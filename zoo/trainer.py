@@ -227,7 +227,7 @@ class Trainer:
         device: torch.device,
         out_dir: Path,
         run: RunInfo,
-        amp: bool = True,
+        amp: bool = False,
         hook: Any = None,
         callbacks: list[Any] | None = None,
         reference: list[float | None] | None = None,
