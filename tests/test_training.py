@@ -554,6 +554,49 @@ def test_resuming_on_the_cpu_keeps_the_precision_the_run_trained_in(small_corpus
         assert len(banner) == 1 and banner[0].endswith(", bf16 autocast") == bf16, (run, banner)
 
 
+class _Ordered:
+    def __init__(self, name: str, calls: list) -> None:
+        self.name, self.calls = name, calls
+
+    @zoo.hookimpl
+    def zoo_on_epoch_end(self, epoch):
+        self.calls.append(self.name)
+
+
+class _First(_Ordered):
+    @zoo.hookimpl(tryfirst=True)
+    def zoo_on_epoch_end(self, epoch):
+        self.calls.append(self.name)
+
+
+class _Wrapper:
+    @zoo.hookimpl(wrapper=True)
+    def zoo_on_epoch_end(self, epoch):
+        raise AssertionError("a wrapper's body must not run as a plain hook")
+        yield  # a generator, as pluggy requires of a wrapper
+
+
+def test_training_hooks_run_in_pluggys_order_and_wrappers_are_refused_once(small_corpus, tmp_path, capsys):
+    from zoo import plugins
+
+    calls: list[str] = []
+    host = plugins.host()
+    named = {"hook-a": _First("hook-a", calls), "hook-b": _Ordered("hook-b", calls), "hook-c": _Ordered("hook-c", calls)}
+    for name, plugin in {**named, "hook-w": _Wrapper()}.items():
+        host.register(plugin, name=name)
+    try:
+        host.pm.subset_hook_caller("zoo_on_epoch_end", remove_plugins=[host.pm.get_plugin("hook-w")])(run=None, epoch=0, metrics={})
+        expected = [c for c in calls if c in named]
+        calls.clear()
+        zoo.train("char-rnn", data=str(small_corpus), out=tmp_path / "r", overrides=SMALL_API, batch_size=64, epochs=2, quiet=True)
+    finally:
+        for name in (*named, "hook-w"):
+            host.unregister(name)
+    assert expected[0] == "hook-a" and calls == expected * 2  # tryfirst first, then the last registered first
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "hook-w" in ln]
+    assert warned == ["zoo: warning: plugin 'hook-w': zoo_on_epoch_end as a hook wrapper is not called"]
+
+
 def test_a_character_models_spec_chooses_its_optimizer(small_corpus, tmp_path, monkeypatch):
     import dataclasses
 

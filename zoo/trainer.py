@@ -266,6 +266,7 @@ class Trainer:
         self.reference_trn = reference_trn or []  # and its training loss: char3's only figure
         self.quiet = quiet
         self._stop = _StopRequests(self._say)
+        self._warned_wrappers: set[tuple[str, str]] = set()
         self.task = task if task is not None else _tasks.get("char-lm")  # loss, metrics, table columns
         self.opt = make_optimizer(optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
         # A model that computes its own cross-entropy from targets (zoo.model: `fused_loss`) is called that way.
@@ -281,12 +282,18 @@ class Trainer:
 
     def _emit(self, name: str, **kwargs: Any) -> None:
         if self.hook is not None:
-            # Each plugin's hook on its own: the hooks see every run, so one plugin's bug must not stop another's model.
+            # Each plugin's hook on its own, in pluggy's order (last registered first, tryfirst before, trylast after):
+            # the hooks see every run, so one plugin's bug must not stop another's model.
             kwargs_all = {"run": self.run, **kwargs}
-            for impl in getattr(self.hook, f"zoo_{name}").get_hookimpls():
+            for impl in reversed(getattr(self.hook, f"zoo_{name}").get_hookimpls()):
+                if impl.hookwrapper or getattr(impl, "wrapper", False):
+                    if (impl.plugin_name, name) not in self._warned_wrappers:
+                        self._warned_wrappers.add((impl.plugin_name, name))
+                        print(f"zoo: warning: plugin {impl.plugin_name!r}: zoo_{name} as a hook wrapper is not called", file=sys.stderr)
+                    continue
                 try:
                     impl.function(**{k: v for k, v in kwargs_all.items() if k in impl.argnames})
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     lines = str(exc).strip().splitlines() or [""]
                     why = f"{type(exc).__name__}: {lines[0]}" + (" ..." if len(lines) > 1 else "")
                     print(f"zoo: warning: plugin {impl.plugin_name!r}: zoo_{name} raised {why}; training goes on", file=sys.stderr)
