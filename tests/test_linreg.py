@@ -67,6 +67,11 @@ def test_an_animation_path_that_cannot_be_written_is_refused_before_training(tmp
     line = one_line_error(run_zoo("train", "linreg-sgd", "--method", "manual", "--animate", "/proc/zoo/fit.gif", "--out", str(out)))
     assert line.startswith("zoo: error: --animate /proc/zoo/fit.gif: cannot write to /proc/zoo")
     assert not out.exists()
+    out.mkdir()
+    (out / "theirs.txt").write_text("not a run")  # a run refused after the options are checked
+    gif = tmp_path / "new" / "deeper" / "fit.gif"
+    assert "not empty" in one_line_error(run_zoo("train", "linreg-sgd", "--method", "manual", "--animate", str(gif), "--out", str(out)))
+    assert not (tmp_path / "new").exists()  # the check made no folder that outlives it
 
 
 def test_an_animation_that_fails_late_is_a_warning_and_the_fit_is_kept(tmp_path, monkeypatch):

@@ -108,6 +108,40 @@ def test_a_second_interrupt_stops_at_once_and_keeps_the_last_checkpoint(small_co
     assert (state["epoch"], state["step"], state["global_step"]) == (1, 0, per_epoch)
 
 
+def test_a_second_interrupt_while_the_checkpoint_is_written_drops_it_whole(small_corpus, tmp_path, monkeypatch):
+    import zoo.trainer
+    from zoo.trainer import TrainingInterrupted
+
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=32, quiet=True, seed=7, epochs=1)
+    _signal_after_update(monkeypatch, signal.SIGINT, {4})
+    real = zoo.trainer.save_checkpoint
+
+    def save_then_interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C arrives while the checkpoint is being built
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.trainer, "save_checkpoint", save_then_interrupted)
+    with pytest.raises(TrainingInterrupted, match="stopped at once in epoch 1"):
+        zoo.train("char-rnn", out=tmp_path / "r", **kw)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [".zoo.lock", "config.json", "run.json"]
+    monkeypatch.setattr(zoo.trainer, "save_checkpoint", real)
+    monkeypatch.undo()
+    assert zoo.train("char-rnn", out=tmp_path / "r", max_steps=2, **kw).partial["step"] == 2  # started again
+
+
+def test_an_ignored_ctrl_c_stays_ignored(small_corpus, tmp_path, monkeypatch):
+    """nohup and background jobs ignore SIGINT: training must not take it over and stop."""
+    kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=32, quiet=True, seed=7, max_steps=8)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _signal_after_update(monkeypatch, signal.SIGINT, {3})
+        m = zoo.train("char-rnn", out=tmp_path / "r", **kw)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert m.partial["step"] == 8  # ran to its limit
+
+
 def test_resume_across_an_epoch_boundary_matches_full_history(small_corpus, tmp_path):
     kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=1, epochs=2)
     full = zoo.train("char-seq", out=tmp_path / "a", **kw)

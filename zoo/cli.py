@@ -276,7 +276,7 @@ def train(name: str | None, **options: Any) -> None:
     own = set(inspect.signature(api.train).parameters)
     extra = {k: options.pop(k) for k in list(options) if k not in own}
     if options["resume"]:  # api.train refuses what a resumed run cannot change; a plugin's flags unset are None or off
-        m = api.train(name, **options, options={k: v for k, v in extra.items() if v not in (None, False, ())})
+        m = api.train(name, **options, options={k: v for k, v in extra.items() if v is not None and v is not False and v != ()})
     else:
         del options["resume"]
         m = api.train(name, **options, options=extra)

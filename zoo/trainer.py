@@ -178,14 +178,16 @@ class _StopRequests:
         if self.requested:
             raise _ForcedStop
         self.requested = True
-        self._say("zoo: stopping after this step (press Ctrl-C again to stop at once, without saving it)")
+        self._say("\nzoo: stopping after this step (a second Ctrl-C or SIGTERM stops at once, without saving it)")
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
             yield
             return
-        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # A signal the process was told to ignore (nohup, a background job) stays ignored.
+        signals = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN]
+        previous = {sig: signal.signal(sig, self) for sig in signals}
         try:
             yield
         finally:
@@ -381,18 +383,24 @@ class Trainer:
                         self.checkpoint()
                         return st.history
             except _ForcedStop:
-                raise TrainingInterrupted(
-                    f"stopped at once in epoch {st.epoch + 1}; nothing saved since the last checkpoint. "
-                    f"Continue from it with: zoo train --resume {self.out_dir}"
-                ) from None
+                raise self._stopped_at_once() from None
             except KeyboardInterrupt:  # asked for between steps, or raised by code the loop called
-                self.checkpoint(collective=False)  # other ranks may be anywhere: no collective calls now
+                try:
+                    self.checkpoint(collective=False)  # other ranks may be anywhere: no collective calls now
+                except _ForcedStop:  # a second signal while saving: the checkpoint being built is dropped whole
+                    raise self._stopped_at_once() from None
                 raise TrainingInterrupted(
                     f"interrupted at epoch {st.epoch + 1}, batch {st.step}; checkpoint saved. "
                     f"Continue with: zoo train --resume {self.out_dir}"
                 ) from None
         self._emit("on_train_end", history=st.history)
         return st.history
+
+    def _stopped_at_once(self) -> TrainingInterrupted:
+        return TrainingInterrupted(
+            f"stopped at once in epoch {self.state.epoch + 1}; nothing saved since the last checkpoint. "
+            f"Continue from it with: zoo train --resume {self.out_dir}"
+        )
 
     def _header(self) -> str:
         metrics = "".join(f"  {key:>{width}}" for key, width, _ in self.task.columns)
