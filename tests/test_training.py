@@ -380,12 +380,21 @@ def test_a_run_killed_while_writing_its_first_checkpoint_can_be_started_again(sm
         zoo.train("char-rnn", out=out, **kw)
 
 
-def test_a_run_killed_between_its_checkpoint_and_its_weights_resumes(small_corpus, tmp_path):
+def test_a_run_killed_between_its_checkpoint_and_its_weights_resumes(small_corpus, tmp_path, monkeypatch):
     """The checkpoint is written before model.safetensors, so a kill between the two leaves a run that resumes."""
+    import zoo.trainer
+
     kw = dict(data=str(small_corpus), overrides=SMALL_API, batch_size=64, quiet=True, seed=2, epochs=1)
     zoo.train("char-rnn", out=tmp_path / "straight", **kw)
-    zoo.train("char-rnn", out=tmp_path / "r", max_steps=3, **kw)
-    (tmp_path / "r" / "model.safetensors").unlink()
+
+    def killed(*args, **kwargs):  # the process dies as it starts the top-level weights of its first checkpoint
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(zoo.trainer, "save_weights", killed)
+    with pytest.raises(SystemExit):
+        zoo.train("char-rnn", out=tmp_path / "r", max_steps=3, **kw)
+    monkeypatch.undo()
+    assert not (tmp_path / "r" / "model.safetensors").exists()
     zoo.train(resume=tmp_path / "r", quiet=True)
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "r" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
