@@ -122,6 +122,8 @@ def test_prompt_errors():
         sample(model, VOCAB, "ZEBRA", 10, context=8)
     with pytest.raises(ZooError, match="empty"):
         sample(model, VOCAB, "", 10, context=8)
+    with pytest.raises(ZooError, match=r"contains '\\0', zoo's padding character"):
+        sample(model, VOCAB, "the\0qu", 10, context=8)
 
 
 def test_cli_sample_from_a_run(small_corpus, tmp_path):

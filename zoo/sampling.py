@@ -44,6 +44,8 @@ from zoo.model import FusedRnn
 def check_prompt(vocab: Vocab, prompt: str) -> list[int]:
     if not prompt:
         raise ZooError("the prompt is empty; give at least one character with --prompt")
+    if "\0" in prompt:  # index 0: the padding the models never saw as input text
+        raise ZooError("the prompt contains '\\0', zoo's padding character, which no text has")
     unknown = vocab.unknown(prompt)
     if unknown:
         shown = " ".join(repr(c) for c in unknown[:5])
