@@ -18,3 +18,11 @@ class UsageError(ZooError):
 
 class ZooWarning(UserWarning):
     """Something the user should know, though the command goes on (the CLI prints it as one line)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """`TypeName: message` on one line, for a warning about someone else's exception (a plugin's): its message may
+    run over several lines, and zoo's warnings are one line each."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+    return f"{type(exc).__name__}: {text}"

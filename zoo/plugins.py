@@ -16,6 +16,7 @@ from typing import Any
 import pluggy
 
 from zoo import hookspecs
+from zoo.errors import first_line
 
 ENTRY_POINT_GROUP = "zoo"
 
@@ -47,12 +48,6 @@ def _env_list(var: str) -> set[str] | None:
     if raw is None:
         return None
     return {p.strip() for p in raw.split(",") if p.strip()}
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception's message as one line: a warning line must stay one line (pluggy's own run over several)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
 
 
 def _warn(message: str) -> None:
@@ -90,7 +85,7 @@ class PluginHost:
             except (Exception, SystemExit) as exc:  # a broken plugin (even one that calls sys.exit) must not take zoo down
                 if self.pm.is_registered(self.pm.get_plugin(ep.name)):
                     self.pm.unregister(name=ep.name)
-                info.error = f"{type(exc).__name__}: {_first_line(exc)}"
+                info.error = first_line(exc)
                 _warn(f"plugin {ep.name!r} failed to load and was skipped ({info.error})")
                 continue
             info.hooks = self._hook_names(ep.name)
@@ -135,7 +130,7 @@ class PluginHost:
                 impl.function(**kwargs)
             except (Exception, SystemExit) as exc:
                 info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
-                info.error = f"{hook_name} raised {type(exc).__name__}: {_first_line(exc)}"
+                info.error = f"{hook_name} raised {first_line(exc)}"
                 _warn(f"plugin {impl.plugin_name!r}: {info.error}")
 
 

@@ -31,7 +31,7 @@ from zoo import tasks as _tasks
 from zoo.allocator import keep_freed_memory
 from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
 from zoo.cudagraph import GraphedSteps, check_usable
-from zoo.errors import ZooError
+from zoo.errors import ZooError, first_line
 from zoo.model import amp_applies
 from zoo.progress import Progress
 from zoo.spec import OPTIMIZERS
@@ -296,8 +296,7 @@ class Trainer:
                 try:
                     impl.function(**{k: v for k, v in kwargs_all.items() if k in impl.argnames})
                 except (Exception, SystemExit) as exc:
-                    lines = str(exc).strip().splitlines() or [""]
-                    why = f"{type(exc).__name__}: {lines[0]}" + (" ..." if len(lines) > 1 else "")
+                    why = first_line(exc)
                     print(f"zoo: warning: plugin {impl.plugin_name!r}: zoo_{name} raised {why}; training goes on", file=sys.stderr)
         for cb in self.callbacks:
             fn = getattr(cb, name, None)
