@@ -391,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--amp", action="store_true", help="zoo trains with --amp (bf16 autocast on a CPU with native bf16)")
     args = parser.parse_args(argv)
+    if args.json is not None and not args.json.parent.is_dir():  # found out now, not after the benchmark
+        print(f"--json {args.json}: no folder {args.json.parent}", file=sys.stderr)
+        return 2
     args.data = args.data or default_data(args.smoke)
     threads = args.threads if args.threads is not None else (1 if args.smoke else None)
     if threads is not None:

@@ -28,6 +28,21 @@ def test_compare_ranks_models_and_reuses_finished_runs(small_corpus, tmp_path):
     assert (out / entries[0].model / "model.safetensors").stat().st_mtime_ns == stamp  # not trained again
 
 
+def test_an_interrupted_compare_says_to_rerun_it_not_to_resume_the_run(small_corpus, tmp_path, monkeypatch):
+    from zoo import api
+    from zoo.trainer import TrainingInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted("interrupted at epoch 1, batch 3; checkpoint saved. Continue with: zoo train --resume x")
+
+    monkeypatch.setattr(api, "train", interrupted)
+    with pytest.raises(TrainingInterrupted) as info:
+        compare.compare("char-rnn", budget=1, data=str(small_corpus), device="cpu", out=tmp_path / "cmp")
+    said = str(info.value)
+    assert said.startswith("interrupted at epoch 1, batch 3; checkpoint saved. ") and "zoo train --resume" not in said
+    assert said.endswith("Continue the comparison by running the same zoo compare again")
+
+
 def test_compare_cli_json(small_corpus, tmp_path):
     proc = run_zoo(
         "compare", "char-r*", "--budget", "1", "--data", str(small_corpus), "--device", "cpu", "--out", str(tmp_path / "c"), "--json"

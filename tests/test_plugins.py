@@ -378,7 +378,7 @@ class _ExitingPlugin:
 def test_a_hook_that_calls_sys_exit_is_pinned_on_its_plugin_in_one_line(in_process, capsys):
     host = in_process(_ExitingPlugin(), "exiter")
     assert {s.name for s in registry.list_models()} == set(BUILTIN_MODELS)  # zoo goes on
-    assert host.infos["exiter"].error == "zoo_register_models raised SystemExit: first line ..."
+    assert host.infos["exiter"].error == "zoo_register_models raised SystemExit: first line / second line"
     warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(warnings) == 1 and "'exiter'" in warnings[0]
 

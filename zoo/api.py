@@ -45,7 +45,7 @@ from zoo.fileio import read_history
 from zoo.model import build, count_params, parse_overrides, resolve_amp, resolve_device, resumed_amp
 from zoo.plugins import host
 from zoo.sampling import sample as _sample
-from zoo.spec import Batching, ModelSpec
+from zoo.spec import OPTIMIZERS, Batching, ModelSpec
 from zoo.trainer import RunInfo, Trainer, evaluate_targets
 
 
@@ -338,6 +338,8 @@ def train(
             callbacks=callbacks, options=options,
         )  # fmt: skip
     tasks.check_options(spec, options)
+    if spec.optimizer not in OPTIMIZERS:  # before any file is written
+        raise ZooError(f"{spec.name}: unknown optimizer {spec.optimizer!r} in its spec (known: {', '.join(OPTIMIZERS)})")
     hparams = parse_overrides(spec, list(overrides))
     lrs = epoch_lrs(spec, epochs, lr)
     batch_size = spec.batch_size if batch_size is None else batch_size

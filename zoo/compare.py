@@ -23,6 +23,7 @@ from zoo.checkpoint import abandoned_run, read_config
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
 from zoo.spec import ModelSpec
+from zoo.trainer import TrainingInterrupted
 
 CHUNKS = 4
 
@@ -96,12 +97,17 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
     while len(curve) < CHUNKS:
         t0 = time.perf_counter()
         epochs = max(spec.epochs, 1000)  # the budget, not the recipe, ends training
-        if _holds_run(out):
-            m = api.train(resume=out, epochs=epochs, device=device, max_seconds=chunk, quiet=quiet)
-        else:
-            m = api.train(
-                name, data=data, split="tail", val_frac=val_frac, epochs=epochs, device=device, out=out, max_seconds=chunk, quiet=quiet
-            )
+        try:
+            if _holds_run(out):
+                m = api.train(resume=out, epochs=epochs, device=device, max_seconds=chunk, quiet=quiet)
+            else:
+                m = api.train(
+                    name, data=data, split="tail", val_frac=val_frac, epochs=epochs, device=device, out=out, max_seconds=chunk,
+                    quiet=quiet,
+                )  # fmt: skip
+        except TrainingInterrupted as exc:  # `zoo train --resume` of this run would train its 1,000 epochs, not the budget
+            said = str(exc).split("Continue")[0]
+            raise TrainingInterrupted(f"{said}Continue the comparison by running the same zoo compare again") from None
         spent += time.perf_counter() - t0
         loss = m.evaluate(data=data, split="tail", val_frac=val_frac)["val_loss"]
         curve.append((spent, loss))

@@ -20,9 +20,9 @@ class ZooWarning(UserWarning):
     """Something the user should know, though the command goes on (the CLI prints it as one line)."""
 
 
-def first_line(exc: BaseException) -> str:
-    """`TypeName: message` on one line, for a warning about someone else's exception (a plugin's): its message may
-    run over several lines, and zoo's warnings are one line each."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """`TypeName: message` on one line, for a warning about someone else's exception (a plugin's): its lines are
+    joined (pluggy gives the cause on the second), and the whole is cut at `limit` characters."""
+    text = " / ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}"
