@@ -116,10 +116,13 @@ def test_evaluation_starts_from_a_zero_state_and_carries_it():
 
 def test_a_stream_models_card_and_header_say_it_held_out_the_tail_even_when_asked_for_random(small_corpus, tmp_path, capsys):
     from zoo.card import card_text
+    from zoo.errors import ZooWarning
 
     kw = dict(data=str(small_corpus), overrides=("n_hidden=16", "n_fac=4"), batch_size=8, max_steps=2, split="random")
-    zoo.train("char-stateful", out=tmp_path / "s", **kw)
+    with pytest.warns(ZooWarning, match="--split random: char-stateful reads contiguous streams, so it holds out the end"):
+        m = zoo.train("char-stateful", out=tmp_path / "s", **kw)
     assert "(tail split, 20% held out)" in capsys.readouterr().err
+    assert m.config["split"] == "tail"  # recorded as it was done
     zoo.train(resume=tmp_path / "s", epochs=1, quiet=True)  # the card needs a finished epoch's figures
     card = card_text(tmp_path / "s", license="mit")
     assert "validation: last 20% of the text" in card and "random 20%" not in card

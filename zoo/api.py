@@ -347,6 +347,10 @@ def train(
     split = split or spec.split
     if split not in SPLITS:
         raise ZooError(f"--split {split}: unknown (known: {', '.join(SPLITS)})")
+    if spec.batching.kind == "streams" and split != "tail":  # streams always hold out the end of the text
+        why = f"--split {split}: {spec.name} reads contiguous streams, so it holds out the end of the text"
+        warnings.warn(why, ZooWarning, stacklevel=2)
+        split = "tail"
     d = distributed.from_env()  # under torchrun: this process's rank among WORLD_SIZE
     dev = distributed.setup(d, resolve_device(device))
     quiet = quiet or not d.main
@@ -390,7 +394,7 @@ def train(
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
             f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows "
-            f"({'tail' if spec.batching.kind == 'streams' else split} split, {percent(val_frac)} held out), "
+            f"({split} split, {percent(val_frac)} held out), "
             f"device {dev}{graph_note}, output {out_dir}",
             file=sys.stderr,
         )
