@@ -216,3 +216,11 @@ def test_push_and_pull_like_every_other_model(run, tmp_path):
 def test_a_missing_table_path_or_a_misspelt_name_is_said_so(data, message):
     with pytest.raises(ZooError, match=message):
         zoo.train("entity-embeddings", data=data, epochs=1, quiet=True)
+
+
+def test_the_header_says_when_a_table_model_trains_under_bf16_autocast(tmp_path, monkeypatch, capsys):
+    import zoo.model
+
+    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: True)
+    zoo.train("entity-embeddings", overrides=TINY, amp=True, max_steps=2, out=tmp_path / "r", device="cpu")
+    assert "device cpu, bf16 autocast, output" in capsys.readouterr().err

@@ -449,7 +449,8 @@ def train(
     ctx.say(
         f"training {spec.name} ({count_params(model):,} parameters) on {table.name}: {len(table):,} rows, "
         f"{len(table.categorical)} categorical + {len(table.continuous)} continuous columns -> {table.target}, "
-        f"{prepared.train.rows:,} training rows, {prepared.val.rows:,} validation rows ({split} split), device {dev}, output {out_dir}"
+        f"{prepared.train.rows:,} training rows, {prepared.val.rows:,} validation rows ({split} split), "
+        f"device {dev}{', bf16 autocast' if amp else ''}, output {out_dir}"
     )
     if task.log_target:
         median = prepared.columns["target"]["median"]
