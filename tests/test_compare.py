@@ -33,7 +33,7 @@ def test_an_interrupted_compare_says_to_rerun_it_not_to_resume_the_run(small_cor
     from zoo.trainer import TrainingInterrupted
 
     def interrupted(*args, **kwargs):
-        raise TrainingInterrupted("interrupted at epoch 1, batch 3; checkpoint saved. Continue with: zoo train --resume x")
+        raise TrainingInterrupted("interrupted at epoch 1, batch 3; checkpoint saved", "Continue with: zoo train --resume x")
 
     monkeypatch.setattr(api, "train", interrupted)
     with pytest.raises(TrainingInterrupted) as info:

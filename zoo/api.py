@@ -328,10 +328,7 @@ def train(
     seed = 0 if seed is None else seed
     spec = registry.get_model(name)
     if spec.task != "char-lm":  # the table tasks have their own data path
-        if cuda_graph:
-            raise ZooError(f"--cuda-graph applies to character models only; {spec.name} is a {spec.task} model")
-        if val_frac is not None:
-            raise ZooError(f"--val-frac applies to character models only; {spec.name} is a {spec.task} model")
+        _char_models_only(f"{spec.name} is a {spec.task} model", cuda_graph=cuda_graph, val_frac=val_frac)
         return tasks.train(
             spec, epochs=epochs, lr=lr, batch_size=batch_size, device=device, data=data, seed=seed, out=out,
             overrides=overrides, split=split, max_steps=max_steps, max_seconds=max_seconds, amp=amp, quiet=quiet,
@@ -381,7 +378,6 @@ def train(
     torch.manual_seed(seed)
     model = tag_vocab(build(spec, len(vocab), hparams), vocab.chars)
     options["amp"] = amp = resolve_amp(amp, model, dev)
-    options["autocast"] = "bf16" if amp else None  # what amp meant here (zoo.model.resumed_amp)
     if cuda_graph:  # refused before the run's folder is written
         cudagraph.check_usable(dev, model, spec.name, d.enabled)
     train_b, val_b = make_batches(_encode(vocab, text), spec.batching, batch_size, split, val_frac=val_frac)
@@ -389,13 +385,10 @@ def train(
     if d.main:
         start_run(out_dir, config, run_record(spec, options, dev, data_sha256))
     if not quiet:
-        graph_note = " (the step as one CUDA graph)" if cuda_graph else ""
-        graph_note += ", bf16 autocast" if amp else ""
         print(
             f"training {spec.name} ({count_params(model):,} parameters) on {source.name}: {len(text):,} chars, "
             f"vocab {len(vocab)}, {train_b.rows:,} training rows, {val_b.rows:,} validation rows "
-            f"({split} split, {percent(val_frac)} held out), "
-            f"device {dev}{graph_note}, output {out_dir}",
+            f"({split} split, {percent(val_frac)} held out), {device_note(dev, amp, cuda_graph)}, output {out_dir}",
             file=sys.stderr,
         )
     trainer = _trainer(
@@ -480,7 +473,8 @@ def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data
     return {
         "model": spec.name,
         "command": cli_command(),
-        "options": options,
+        # "autocast": what amp meant on this device (zoo.model.resumed_amp tells older records apart)
+        "options": {**options, "autocast": "bf16" if options.get("amp") else None},
         "data_sha256": data_sha256,
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
@@ -504,6 +498,30 @@ def reference_losses(spec: ModelSpec, data_id: str | None, data_sha256: str | No
         return []
     same = data_sha256 == expected if expected is not None else data_id == spec.dataset
     return list(getattr(spec.reference, f"{kind}_loss")) if same else []
+
+
+def _char_models_only(why: str, *, cuda_graph: bool = False, val_frac: float | None = None) -> None:
+    """Refuse the options only character models take, for a table model (`why` says which)."""
+    for flag, given in (("--cuda-graph", cuda_graph), ("--val-frac", val_frac is not None)):
+        if given:
+            raise ZooError(f"{flag} applies to character models only; {why}")
+
+
+def device_note(dev: torch.device, amp: bool, cuda_graph: bool = False) -> str:
+    """How a run computes, for the training headers: "device cuda (the step as one CUDA graph), bf16 autocast"."""
+    return f"device {dev}" + (" (the step as one CUDA graph)" if cuda_graph else "") + (", bf16 autocast" if amp else "")
+
+
+def resuming_line(name: str, run_dir: Path, trainer: Trainer) -> str:
+    st = trainer.state
+    return f"resuming {name} from {run_dir} at epoch {st.epoch + 1}, batch {st.step}" + (", bf16 autocast" if trainer.amp else "")
+
+
+def refuse_finished(run_dir: Path, trainer: Trainer, lrs: list[float]) -> None:
+    """A resumed run with no epoch left to train: say how many it has (--epochs counts them all)."""
+    done = trainer.state.epoch
+    if done >= len(lrs):
+        raise ZooError(f"{run_dir} has already trained {done} epoch{'s' * (done != 1)}; --epochs counts them all, so ask for more")
 
 
 def _trainer(
@@ -559,10 +577,7 @@ def _resume(
         raise ZooError(f"{run_dir}: no such run directory (--resume takes the folder a run wrote, e.g. runs/char-rnn)")
     config = read_config(run_dir)
     if config.get("task", "char-lm") != "char-lm":
-        if cuda_graph:
-            raise ZooError(f"--cuda-graph applies to character models only; {run_dir} is a run of a {config['task']} model")
-        if val_frac is not None:
-            raise ZooError(f"--val-frac applies to character models only; {run_dir} is a run of a {config['task']} model")
+        _char_models_only(f"{run_dir} is a run of a {config['task']} model", cuda_graph=cuda_graph, val_frac=val_frac)
         return tasks.resume(
             run_dir, config, name=name, epochs=epochs, device=device, max_steps=max_steps, max_seconds=max_seconds,
             quiet=quiet, callbacks=callbacks,
@@ -602,9 +617,7 @@ def _resume(
     trainer.state.restore(state)
     if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows
         trainer.carried = distributed.shard_rows(d, tuple(t.to(dev) for t in state["carried"]))
-    if trainer.state.epoch >= len(lrs):
-        done = trainer.state.epoch
-        raise ZooError(f"{run_dir} has already trained {done} epoch{'s' * (done != 1)}; --epochs counts them all, so ask for more")
+    refuse_finished(run_dir, trainer, lrs)
     if max_steps is not None and max_steps <= trainer.state.global_step:
         raise ZooError(f"{run_dir} has already trained {trainer.state.global_step} batches; --max-steps counts them all, so ask for more")
     options.update(record_lrs(lrs))
@@ -614,11 +627,7 @@ def _resume(
     except OSError as exc:
         raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     if not quiet:
-        print(
-            f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}"
-            f"{', bf16 autocast' if trainer.amp else ''}",
-            file=sys.stderr,
-        )
+        print(resuming_line(spec.name, run_dir, trainer), file=sys.stderr)
     return _fit(trainer, spec, config, run_dir, max_steps, max_seconds)
 
 
@@ -683,5 +692,5 @@ def evaluate(
     if val_frac is None:
         return m.evaluate(data=data, split=split)
     if not isinstance(m, LoadedModel):
-        raise ZooError(f"--val-frac applies to character models only; {m.name} is a {m.spec.task} model")
+        _char_models_only(f"{m.name} is a {m.spec.task} model", val_frac=val_frac)
     return m.evaluate(data=data, split=split, val_frac=val_frac)

@@ -106,8 +106,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
                     quiet=quiet,
                 )  # fmt: skip
         except TrainingInterrupted as exc:  # `zoo train --resume` of this run would train its 1,000 epochs, not the budget
-            said = str(exc).split("Continue")[0]
-            raise TrainingInterrupted(f"{said}Continue the comparison by running the same zoo compare again") from None
+            raise TrainingInterrupted(exc.said, "Continue the comparison by running the same zoo compare again") from None
         spent += time.perf_counter() - t0
         loss = m.evaluate(data=data, split="tail", val_frac=val_frac)["val_loss"]
         curve.append((spent, loss))

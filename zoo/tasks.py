@@ -440,7 +440,6 @@ def train(
     torch.manual_seed(seed)
     model = build(spec, None, hparams, **task.build_kwargs(prepared.columns))
     run_options["amp"] = amp = resolve_amp(amp, model, dev)
-    run_options["autocast"] = "bf16" if amp else None  # what amp meant here (zoo.model.resumed_amp)
     api.start_run(out_dir, config, api.run_record(spec, run_options, dev, table.sha256))
     ctx = FitContext(
         spec, task, model, prepared, lrs, seed, dev, out_dir, config, resolved,
@@ -450,7 +449,7 @@ def train(
         f"training {spec.name} ({count_params(model):,} parameters) on {table.name}: {len(table):,} rows, "
         f"{len(table.categorical)} categorical + {len(table.continuous)} continuous columns -> {table.target}, "
         f"{prepared.train.rows:,} training rows, {prepared.val.rows:,} validation rows ({split} split), "
-        f"device {dev}{', bf16 autocast' if amp else ''}, output {out_dir}"
+        f"{api.device_note(dev, amp)}, output {out_dir}"
     )
     if task.log_target:
         median = prepared.columns["target"]["median"]
@@ -504,15 +503,10 @@ def resume(run_dir: Path, config: dict[str, Any], *, name, epochs, device, max_s
     trainer = ctx.trainer()
     state = load_checkpoint(ckpt, trainer.model, trainer.opt)
     trainer.state.restore(state)
-    if trainer.state.epoch >= len(lrs):
-        done = trainer.state.epoch
-        raise ZooError(f"{run_dir} has already trained {done} epoch{'s' * (done != 1)}; --epochs counts them all, so ask for more")
+    api.refuse_finished(run_dir, trainer, lrs)
     options.update(api.record_lrs(lrs))
     atomic_write_json(run_dir / "run.json", {**record, "options": options})
-    ctx.say(
-        f"resuming {spec.name} from {run_dir} at epoch {trainer.state.epoch + 1}, batch {trainer.state.step}"
-        f"{', bf16 autocast' if trainer.amp else ''}"
-    )
+    ctx.say(api.resuming_line(spec.name, run_dir, trainer))
     try:
         trainer.fit(max_steps=max_steps, max_seconds=max_seconds)
     except OSError as exc:

@@ -38,10 +38,15 @@ from zoo.spec import OPTIMIZERS
 
 
 class TrainingInterrupted(ZooError):
-    """Ctrl-C or SIGTERM: a checkpoint was saved; `zoo train --resume DIR` continues."""
+    """Ctrl-C or SIGTERM: what was kept (`said`), then how to continue (`then`: `zoo train --resume DIR`, or
+    whatever a caller that drives the run, like zoo compare, puts in its place)."""
 
     exit_code = 130
     is_error = False  # the run stopped as asked
+
+    def __init__(self, said: str, then: str) -> None:
+        super().__init__(f"{said}. {then}")
+        self.said, self.then = said, then
 
 
 @dataclass
@@ -389,16 +394,16 @@ class Trainer:
                 except _ForcedStop:  # a second signal while saving: the checkpoint being built is dropped whole
                     raise self._stopped_at_once() from None
                 raise TrainingInterrupted(
-                    f"interrupted at epoch {st.epoch + 1}, batch {st.step}; checkpoint saved. "
-                    f"Continue with: zoo train --resume {self.out_dir}"
+                    f"interrupted at epoch {st.epoch + 1}, batch {st.step}; checkpoint saved",
+                    f"Continue with: zoo train --resume {self.out_dir}",
                 ) from None
         self._emit("on_train_end", history=st.history)
         return st.history
 
     def _stopped_at_once(self) -> TrainingInterrupted:
         return TrainingInterrupted(
-            f"stopped at once in epoch {self.state.epoch + 1}; nothing saved since the last checkpoint. "
-            f"Continue from it with: zoo train --resume {self.out_dir}"
+            f"stopped at once in epoch {self.state.epoch + 1}; nothing saved since the last checkpoint",
+            f"Continue from it with: zoo train --resume {self.out_dir}",
         )
 
     def _header(self) -> str:
