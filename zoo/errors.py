@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class ZooError(Exception):
     """A problem the user can fix: the message is shown as is, without a traceback."""
@@ -26,3 +28,9 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     text = " / ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
     text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}"
+
+
+def warn(message: str) -> None:
+    """`zoo: warning: …` on stderr, one line: for what goes on although something is wrong (the CLI shows ZooWarning
+    the same way)."""
+    print(f"zoo: warning: {message}", file=sys.stderr)

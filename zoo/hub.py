@@ -9,19 +9,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from zoo import published
 from zoo.card import MARKER, write_card
-from zoo.errors import ZooError
+from zoo.errors import ZooError, warn
+from zoo.fileio import atomic_write_json
 
 PUBLISHED_FILES = ("model.safetensors", "config.json", "README.md", "training.json", "run.json", "loss.png")
-
-
-def _warn(message: str) -> None:
-    print(f"zoo: warning: {message}", file=sys.stderr)
 
 
 def _hub_error(exc: Exception, what: str) -> ZooError:
@@ -89,14 +85,14 @@ def _strip_local_paths(staging: Path) -> None:
         return
     name = Path(data).name
     config["data"] = name
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=True) + "\n", encoding="utf-8")
+    atomic_write_json(config_path, config)
     if run_path.is_file():
         run = json.loads(run_path.read_text(encoding="utf-8"))
         if isinstance(run.get("options"), dict) and run["options"].get("data") == data:
             run["options"]["data"] = name
         if isinstance(run.get("command"), str):
             run["command"] = run["command"].replace(data, name)
-        run_path.write_text(json.dumps(run, indent=2, ensure_ascii=True) + "\n", encoding="utf-8")
+        atomic_write_json(run_path, run)
 
 
 def _is_bundled(model_dir: Path) -> bool:
@@ -189,14 +185,14 @@ def pull(name: str, revision: str | None = None, *, local_only: bool = False) ->
         raise _hub_error(exc, f"pull {what}") from None
     if entry is None:
         if not local_only:
-            _warn(f"{name} is not in registry.toml: no pinned hashes to verify its files against")
+            warn(f"{name} is not in registry.toml: no pinned hashes to verify its files against")
     elif revision is None or revision == entry.revision:
         bad = published.mismatched_files(folder, entry)
         if bad:
             _remove_cached(folder, bad)
             raise TamperedFiles(f"pull {what}: {', '.join(bad)} failed the sha256 check against registry.toml and were deleted")
     else:
-        _warn(f"revision {revision} is not the pinned one; its files are not checked against registry.toml")
+        warn(f"revision {revision} is not the pinned one; its files are not checked against registry.toml")
     if not (folder / "config.json").exists():
         raise ZooError(f"pull {what}: the repository has no config.json; is it a zoo model?")
     return folder
@@ -216,7 +212,7 @@ def find_weights(name: str) -> tuple[Path, str] | None:
         try:
             return pull(name, local_only=True), "hub cache"
         except TamperedFiles as exc:  # say so: the copy the user pulled is gone, and other weights are used
-            _warn(f"{exc}; using the bundled copy if there is one")
+            warn(f"{exc}; using the bundled copy if there is one")
         except ZooError:
             pass  # not pulled
     bundled = published.bundled_path(entry)
@@ -239,7 +235,7 @@ def publish(pattern: str = "*", *, token: str | None = None, registry_path: Path
     for name, entry in entries.items():
         folder = published.bundled_path(entry)
         if folder is None:
-            _warn(f"{name}: no bundled copy to publish; skipped")
+            warn(f"{name}: no bundled copy to publish; skipped")
             continue
         bad = published.mismatched_files(folder, entry)
         if bad:

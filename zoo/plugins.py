@@ -8,7 +8,6 @@ ZOO_DISABLE_PLUGINS=a,b blocks those.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pluggy
 
 from zoo import hookspecs
-from zoo.errors import first_line
+from zoo.errors import first_line, warn
 
 ENTRY_POINT_GROUP = "zoo"
 
@@ -50,10 +49,6 @@ def _env_list(var: str) -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
-def _warn(message: str) -> None:
-    print(f"zoo: warning: {message}", file=sys.stderr)
-
-
 class PluginHost:
     """The pluggy manager plus what zoo learned about each plugin while loading it."""
 
@@ -73,7 +68,7 @@ class PluginHost:
             dist_name = dist.metadata["Name"] if dist else ""
             if ep.name in seen:
                 if seen[ep.name] != dist_name:  # another distribution claims the same plugin name
-                    _warn(f"plugin name {ep.name!r} is provided by both {seen[ep.name]!r} and {dist_name!r}; {dist_name!r} was skipped")
+                    warn(f"plugin name {ep.name!r} is provided by both {seen[ep.name]!r} and {dist_name!r}; {dist_name!r} was skipped")
                 continue  # else: the same distribution visible twice on sys.path
             seen[ep.name] = dist_name
             info = PluginInfo(name=ep.name, distribution=dist_name, version=dist.version if dist else "")
@@ -86,13 +81,13 @@ class PluginHost:
                 if self.pm.is_registered(self.pm.get_plugin(ep.name)):
                     self.pm.unregister(name=ep.name)
                 info.error = first_line(exc)
-                _warn(f"plugin {ep.name!r} failed to load and was skipped ({info.error})")
+                warn(f"plugin {ep.name!r} failed to load and was skipped ({info.error})")
                 continue
             info.hooks = self._hook_names(ep.name)
         self.infos = dict(sorted(self.infos.items()))
         if only:
             for missing in sorted(only - set(self.infos)):
-                _warn(f"ZOO_LOAD_PLUGINS names {missing!r}, which is not installed")
+                warn(f"ZOO_LOAD_PLUGINS names {missing!r}, which is not installed")
 
     def register(self, plugin: Any, name: str) -> None:
         """Register an in-process plugin object (tests, notebooks)."""
@@ -131,7 +126,7 @@ class PluginHost:
             except (Exception, SystemExit) as exc:
                 info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
                 info.error = f"{hook_name} raised {first_line(exc)}"
-                _warn(f"plugin {impl.plugin_name!r}: {info.error}")
+                warn(f"plugin {impl.plugin_name!r}: {info.error}")
 
 
 def _forget_registry() -> None:

@@ -31,7 +31,7 @@ from zoo import tasks as _tasks
 from zoo.allocator import keep_freed_memory
 from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
 from zoo.cudagraph import GraphedSteps, check_usable
-from zoo.errors import ZooError, first_line
+from zoo.errors import ZooError, first_line, warn
 from zoo.model import amp_applies
 from zoo.progress import Progress
 from zoo.spec import OPTIMIZERS
@@ -296,13 +296,12 @@ class Trainer:
                 if impl.hookwrapper or getattr(impl, "wrapper", False):
                     if (impl.plugin_name, name) not in self._warned_wrappers:
                         self._warned_wrappers.add((impl.plugin_name, name))
-                        print(f"zoo: warning: plugin {impl.plugin_name!r}: zoo_{name} as a hook wrapper is not called", file=sys.stderr)
+                        warn(f"plugin {impl.plugin_name!r}: zoo_{name} as a hook wrapper is not called")
                     continue
                 try:
                     impl.function(**{k: v for k, v in kwargs_all.items() if k in impl.argnames})
                 except (Exception, SystemExit) as exc:
-                    why = first_line(exc)
-                    print(f"zoo: warning: plugin {impl.plugin_name!r}: zoo_{name} raised {why}; training goes on", file=sys.stderr)
+                    warn(f"plugin {impl.plugin_name!r}: zoo_{name} raised {first_line(exc)}; training goes on")
         for cb in self.callbacks:
             fn = getattr(cb, name, None)
             if fn:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, warn
 from zoo.progress import Progress
 
 OFFLINE_HINT = (
@@ -111,7 +110,7 @@ class DownloadedText:
             if sha256_file(path) == self.sha256:
                 return path
             path.unlink()  # a bad cached copy is never used; fetch it again
-            print(f"zoo: warning: the cached {path} failed its sha256 check and was deleted", file=sys.stderr)
+            warn(f"the cached {path} failed its sha256 check and was deleted")
         if os.environ.get("ZOO_OFFLINE") == "1":
             raise ZooError(f"dataset {self.name!r} is not cached and ZOO_OFFLINE=1; {OFFLINE_HINT}")
         try:
