@@ -17,7 +17,6 @@ Defaults (every step of "manual" and "autograd" sees all the training rows: one 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -95,16 +94,11 @@ def validate_options(options: dict[str, Any]) -> None:
         raise ZooError(f"--animate {animate}: give a .gif path")
     if animate:  # found out now, not after the training it would follow
         folder = Path(animate).expanduser().parent
-        made = [p for p in (folder, *folder.parents) if not p.exists()]
+        existing = next(p for p in (folder, *folder.parents) if p.exists())  # animate_fit makes the rest
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=folder).close()
+            tempfile.TemporaryFile(dir=existing).close()  # makes no folder: the run may still be refused
         except OSError as exc:
             raise ZooError(f"--animate {animate}: cannot write to {folder} ({exc.strerror or exc})") from None
-        finally:
-            for p in made:  # deepest first: the run may still be refused; animate_fit makes them again
-                with contextlib.suppress(OSError):
-                    p.rmdir()
 
 
 def fit(ctx: Any) -> list[dict[str, float]]:
