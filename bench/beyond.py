@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print("beyond.py: no model matches --models, or --budget/--val-frac out of range", file=sys.stderr)
         return 2
     try:
-        text = resolve(args.data, "nietzsche").read_text()
+        text = resolve(args.data, "nietzsche", registry.datasets()).read_text()
     except ZooError as exc:
         print(f"beyond.py: {exc}", file=sys.stderr)
         return 2

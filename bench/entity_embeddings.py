@@ -34,7 +34,7 @@ import torch
 from zoo_tabular import PAPER_MAPE
 
 import zoo
-from zoo.tasks import mape
+from zoo.tasks.table import mape
 
 
 def features(m, ids: np.ndarray, cont: np.ndarray, kind: str) -> np.ndarray:

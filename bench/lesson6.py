@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     try:
-        text = resolve(args.data, "nietzsche").read_text()
+        text = resolve(args.data, "nietzsche", registry.datasets()).read_text()
     except ZooError as exc:
         print(f"--data {args.data}: {exc}", file=sys.stderr)
         return 2

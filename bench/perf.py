@@ -76,9 +76,8 @@ from zoo import registry, sampling
 from zoo.data.sources import resolve
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError
-from zoo.model import build
+from zoo.model import build, uses_fused_loss
 from zoo.spec import ModelSpec
-from zoo.trainer import uses_fused_loss
 
 SECTIONS = ("train", "sample", "startup", "memory")
 PROMPT = "for thos"  # the lesson's prompt
@@ -494,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     text = ""
     if {"train", "memory"} & set(sections):  # the others need no corpus
         try:
-            text = resolve(args.data, "nietzsche").read_text()
+            text = resolve(args.data, "nietzsche", registry.datasets()).read_text()
         except ZooError as exc:
             print(f"--data {args.data}: {exc}", file=sys.stderr)
             return 2

@@ -30,8 +30,8 @@ from safetensors.torch import save
 import zoo
 from zoo import published, registry
 from zoo.api import DEFAULT_VAL_FRAC
-from zoo.card import write_card
 from zoo.fileio import atomic_write_bytes, read_json
+from zoo.publish import write_card
 
 REPO = Path(__file__).resolve().parents[1]
 LESSON = ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"]

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 import zoo
 from zoo import registry
 from zoo.model import build
-from zoo.trainer import evaluate, forward
+from zoo.tasks.charlm import evaluate, forward
 
 STATEFUL = ["char-stateful", "char-gru", "char-lstm", "char-awd-lstm"]
 V = 40
@@ -115,8 +115,8 @@ def test_evaluation_starts_from_a_zero_state_and_carries_it():
 
 
 def test_a_stream_models_card_and_header_say_it_held_out_the_tail_even_when_asked_for_random(small_corpus, tmp_path, capsys):
-    from zoo.card import card_text
     from zoo.errors import ZooWarning
+    from zoo.publish import card_text
 
     kw = dict(data=str(small_corpus), overrides=("n_hidden=16", "n_fac=4"), batch_size=8, max_steps=2, split="random")
     with pytest.warns(ZooWarning, match="--split random: char-stateful reads contiguous streams, so it holds out the end"):

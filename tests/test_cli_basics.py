@@ -251,6 +251,7 @@ def _torch_after(commands: list[list[str]]) -> dict:
         ["plugins", "--json"],
         ["list", "char-*", "--json"],
         ["train", "--help"],
+        ["datasets"],
     ],
     ids=lambda argv: " ".join(argv),
 )
@@ -258,6 +259,13 @@ def test_listing_does_not_import_torch(argv):
     result = _torch_after([argv])[" ".join(argv)]
     assert result["code"] == 0
     assert result["torch"] is False
+
+
+def test_pull_does_not_import_torch():
+    # char-rnn's weights are bundled, not yet on the Hub: pull says so (exit 1) after reading the registry and the plugins
+    result = _torch_after([["pull", "char-rnn"], ["pull", "no-such-model"]])
+    assert [r["code"] for r in result.values()] == [1, 1]
+    assert not any(r["torch"] for r in result.values())
 
 
 def test_import_zoo_does_not_import_torch():

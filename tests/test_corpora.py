@@ -147,7 +147,7 @@ def test_a_nul_byte_anywhere_in_a_text_file_is_refused(tmp_path):
     late = tmp_path / "late.txt"
     late.write_bytes(b"a" * (1 << 21) + b"b\0c")  # past the first MiB and beyond
     with pytest.raises(ZooError, match="contains NUL bytes"):
-        resolve(str(late), "nietzsche").read_text()
+        resolve(str(late), "nietzsche", registry.datasets()).read_text()
 
 
 def test_offline_corpus_is_english_prose_from_cpython():
@@ -161,10 +161,10 @@ def test_user_file(tmp_path):
     f.write_text("hello world " * 100)
     from zoo.data.sources import resolve
 
-    assert resolve(str(f), "nietzsche").read_text() == "hello world " * 100
-    assert isinstance(resolve("pydoc-topics", "nietzsche"), PydocTopics)
+    assert resolve(str(f), "nietzsche", registry.datasets()).read_text() == "hello world " * 100
+    assert isinstance(resolve("pydoc-topics", "nietzsche", registry.datasets()), PydocTopics)
     with pytest.raises(ZooError, match="unknown dataset"):
-        resolve("nietsche", "nietzsche")
+        resolve("nietsche", "nietzsche", registry.datasets())
 
 
 def test_datasets_command_lists_both():

@@ -11,7 +11,7 @@ import torch
 import zoo
 from zoo import registry
 from zoo.model import build
-from zoo.trainer import loss_fn
+from zoo.tasks.charlm import loss_fn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -70,7 +70,8 @@ def test_a_captured_step_replays_exactly_the_plain_steps_on_cuda(name, amp):
     """zoo.cudagraph with real CUDA graphs, steps as the trainer takes them (batches of 512, the model's fused
     loss): the same batches give the same losses and weights as plain steps."""
     from zoo.cudagraph import GraphedSteps
-    from zoo.trainer import make_optimizer, uses_fused_loss
+    from zoo.model import uses_fused_loss
+    from zoo.trainer import make_optimizer
 
     spec = registry.get_model(name)
     every = spec.batching.targets == "every"

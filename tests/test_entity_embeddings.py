@@ -139,17 +139,18 @@ def _rossmann(root: Path) -> Path:
 
 
 def test_rossmann_files_train_with_data_dir(tmp_path):
+    from zoo import registry
     from zoo.data.table import load_table
 
     data = _rossmann(tmp_path / "rossmann")
-    table = load_table(str(data), "txhousing")
+    table = load_table(str(data), "txhousing", registry.datasets())
     assert table.name == "rossmann" and len(table) == 3 * 40 - 3 * 5  # closed Sundays dropped
     assert "Store" in table.categorical and table.continuous == ("CompetitionDistance",)
     m = zoo.train("entity-embeddings", data=str(data), overrides=TINY, epochs=1, out=tmp_path / "run", device="cpu", quiet=True)
     assert np.isfinite(m.history[-1]["val_mape"])
     assert m.config["data"] == str(data.resolve())
     with pytest.raises(ZooError, match="lacks train.csv or store.csv|no installed table source"):
-        load_table(str(tmp_path), "txhousing")
+        load_table(str(tmp_path), "txhousing", registry.datasets())
 
 
 def _spoil(name: str, old: bytes, new: bytes):
@@ -170,12 +171,13 @@ def _spoil(name: str, old: bytes, new: bytes):
     ids=["no-sales", "no-assortment", "slash-dates", "latin-1"],
 )
 def test_malformed_rossmann_files_are_one_line(tmp_path, spoil, needle):
+    from zoo import registry
     from zoo.data.table import load_table
 
     data = _rossmann(tmp_path / "rossmann")
     spoil(data)
     with pytest.raises(ZooError) as info:
-        load_table(str(data), "txhousing")
+        load_table(str(data), "txhousing", registry.datasets())
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
@@ -219,8 +221,8 @@ def test_a_missing_table_path_or_a_misspelt_name_is_said_so(data, message):
 
 
 def test_the_header_says_when_a_table_model_trains_under_bf16_autocast(tmp_path, monkeypatch, capsys):
-    import zoo.model
+    import zoo.runtime
 
-    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(zoo.runtime, "cpu_has_bf16", lambda: True)
     zoo.train("entity-embeddings", overrides=TINY, amp=True, max_steps=2, out=tmp_path / "r", device="cpu")
     assert "device cpu, bf16 autocast, output" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def bundle_as_package(run: Path, root: Path, name: str = "char-rnn") -> tuple[Pa
     (pkg / "__init__.py").write_text("")
     for f in ("model.safetensors", "config.json", "training.json"):
         shutil.copyfile(run / f, folder / f)
-    from zoo.card import write_card
+    from zoo.publish import write_card
 
     write_card(folder, repo_id=f"zoo-test/{name}")
     files = ", ".join(f'"{f}" = "{sha(folder / f)}"' for f in FILES)

@@ -7,7 +7,7 @@ import torch
 
 from zoo import registry
 from zoo.model import build, count_params
-from zoo.trainer import loss_fn
+from zoo.tasks.charlm import loss_fn
 
 LESSON = ["char3", "char-loop", "char-concat", "char-rnn", "char-seq", "char-seq-identity"]
 VOCAB = 85  # Nietzsche: 84 characters + the \0 pad

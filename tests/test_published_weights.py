@@ -57,7 +57,7 @@ def test_list_pretrained_shows_the_lesson_models_with_their_loss():
 @pytest.mark.parametrize(("name", "half"), [("char-rnn", False), ("char-awd-lstm", True)])
 def test_bundled_cards_say_how_to_use_them_offline_and_how_they_are_stored(name, half):
     """The shipped README.md is what card_text writes (registry hash), and it tells the truth about the files."""
-    from zoo.card import card_text
+    from zoo.publish import card_text
 
     entry = published.load()[name]
     folder = published.bundled_path(entry)

@@ -243,7 +243,7 @@ def test_bench_plain_models_start_from_zoos_weights_and_compute_the_same():
 @pytest.mark.parametrize("name", LESSON)
 def test_forward_with_targets_is_the_lessons_loss_with_the_same_gradients(name, kind):
     """model(x, targets=y), what the trainer calls, equals cross-entropy on the lesson's code, gradients included."""
-    from zoo.trainer import uses_fused_loss
+    from zoo.model import uses_fused_loss
 
     spec = registry.get_model(name)
     model = _lesson_model(name)

@@ -32,10 +32,11 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from zoo import published
-from zoo.checkpoint import VOCAB_METADATA, find_checkpoint, vocab_sha256
+from zoo.checkpoint import VOCAB_METADATA, vocab_sha256
 from zoo.cli import main as zoo_main
 from zoo.errors import ZooError
 from zoo.model import coerce, parse_overrides
+from zoo.rundir import find_checkpoint
 from zoo.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]

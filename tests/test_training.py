@@ -469,7 +469,7 @@ def test_a_run_json_that_lists_every_epochs_rate_still_resumes(small_corpus, tmp
     ],
 )
 def test_run_json_records_only_zoos_own_command_line(monkeypatch, argv, expected):
-    from zoo.api import cli_command
+    from zoo.pipeline import cli_command
 
     monkeypatch.setattr(sys, "argv", argv)
     assert cli_command() == expected
@@ -477,11 +477,11 @@ def test_run_json_records_only_zoos_own_command_line(monkeypatch, argv, expected
 
 def test_the_lessons_figures_are_shown_only_beside_the_lessons_corpus():
     from zoo import registry
-    from zoo.api import reference_losses
     from zoo.data.sources import resolve
+    from zoo.pipeline import reference_losses
 
     spec = registry.get_model("char-concat")
-    nietzsche = resolve("nietzsche", "nietzsche")
+    nietzsche = resolve("nietzsche", "nietzsche", registry.datasets())
     assert reference_losses(spec, "/data/nietzsche.txt", nietzsche.sha256) == [1.805]  # the same bytes, any path
     assert reference_losses(spec, "nietzsche", "0" * 64) == []  # another text, whatever it is called
     assert reference_losses(registry.get_model("char-gru"), "pydoc-topics", None) == []  # the offline corpus
@@ -503,18 +503,18 @@ def test_the_epoch_table_shows_the_lessons_training_loss_where_it_gave_no_valida
 def test_mixed_precision_defaults_to_on_only_for_large_models_on_cuda(small_corpus, tmp_path, monkeypatch):
     from torch import nn
 
-    import zoo.model
+    import zoo.runtime
     from zoo.errors import ZooWarning
-    from zoo.model import AMP_MIN_PARAMS, resolve_amp
+    from zoo.runtime import AMP_MIN_PARAMS, resolve_amp
 
     big, small = nn.Linear(1000, AMP_MIN_PARAMS // 1000), nn.Linear(10, 10)
     cuda, cpu, mps = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
     assert resolve_amp(None, big, cuda) is True and resolve_amp(None, small, cuda) is False
     assert resolve_amp(False, big, cuda) is False and resolve_amp(True, small, cuda) is True
     assert resolve_amp(None, big, cpu) is False  # off the GPU only when asked: float32 gives the lesson's figures
-    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(zoo.runtime, "cpu_has_bf16", lambda: True)
     assert resolve_amp(True, small, cpu) is True
-    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(zoo.runtime, "cpu_has_bf16", lambda: False)
     with pytest.warns(ZooWarning, match="this CPU has no native bfloat16"):
         assert resolve_amp(True, small, cpu) is False  # emulated bf16 is several times slower than float32
     with pytest.warns(ZooWarning, match="not on mps"):
@@ -530,10 +530,10 @@ def test_mixed_precision_defaults_to_on_only_for_large_models_on_cuda(small_corp
 def test_amp_on_a_cpu_with_native_bf16_trains_under_bf16_autocast(small_corpus, tmp_path, monkeypatch, capsys):
     import zoo_lesson6.models
 
-    import zoo.model
+    import zoo.runtime
 
     # Where this CPU lacks native bf16, torch emulates it: slower, the same arithmetic.
-    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(zoo.runtime, "cpu_has_bf16", lambda: True)
     seen = []
     real = zoo_lesson6.models.autocast_inputs
     monkeypatch.setattr(zoo_lesson6.models, "autocast_inputs", lambda *t: seen.append(real(*t)[0].dtype) or real(*t))
@@ -580,9 +580,9 @@ def test_a_plugins_failing_training_hook_is_one_warning_and_training_goes_on(sma
 
 
 def test_resuming_on_the_cpu_keeps_the_precision_the_run_trained_in(small_corpus, tmp_path, monkeypatch, capsys):
-    import zoo.model
+    import zoo.runtime
 
-    monkeypatch.setattr(zoo.model, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(zoo.runtime, "cpu_has_bf16", lambda: True)
     kw = dict(data=str(small_corpus), batch_size=64, overrides=SMALL_API, device="cpu", max_steps=2, quiet=True)
     zoo.train("char-rnn", out=tmp_path / "bf16", amp=True, **kw)
     zoo.train("char-rnn", out=tmp_path / "old", **kw)

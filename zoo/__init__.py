@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from zoo.hookspecs import hookimpl
-from zoo.spec import Batching, DatasetInfo, ModelSpec, Reference, Stage
+from zoo.spec import Batching, DatasetInfo, ModelSpec, Reference, Stage, TaskSpec
 
 __version__ = "0.1.0"
 
@@ -19,9 +19,11 @@ __all__ = [
     "ModelSpec",
     "Reference",
     "Stage",
+    "TaskSpec",
     "__version__",
     "hookimpl",
     "list_models",
+    "evaluate",
     "load",
     "train",
 ]

@@ -1,15 +1,8 @@
-"""One directory = one model, in the Hugging Face Hub layout; plus the state to resume training.
+"""Weights and the state to resume training, as safetensors: saved whole, loaded strictly.
 
-    model.safetensors   weights only (never a pickle)
-    config.json         model name, plugin, hyper-parameters, batching, vocabulary, versions
-    training.json       the per-epoch metrics history
-    run.json            how the run was made: resolved options, seed, versions, device, git revision
-    loss.png            the loss curves
-    checkpoint/         model.safetensors + optimizer.safetensors + state.json: enough to resume
-
-Every file is written to a temporary file, fsynced and renamed into place, and the
-checkpoint folder is swapped in whole, so an interruption never leaves a half-written
-file that counts as valid.
+The folder they live in and its file names are zoo.rundir's. Every file is written to a temporary
+file, fsynced and renamed into place, and the checkpoint folder is swapped in whole, so an
+interruption never leaves a half-written file that counts as valid.
 """
 
 from __future__ import annotations
@@ -17,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -30,18 +22,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from zoo import runlock
 from zoo.errors import ZooError
 from zoo.fileio import DIR_MODE, atomic_write_bytes, atomic_write_json, read_json
+from zoo.rundir import CHECKPOINT, CHECKPOINT_TEMP, OPTIMIZER, PREVIOUS_CHECKPOINT, STATE, WEIGHTS, WEIGHTS_TEMP
 
-CONFIG_FORMAT = "zoo/1"
-CHECKPOINT = "checkpoint"
-# tempfile.mkdtemp's names: the prefix, then 8 of [a-z0-9_]; ".checkpoint.old" (3 letters) never matches
-_CHECKPOINT_TEMP = re.compile(rf"\.{CHECKPOINT}\.[a-z0-9_]{{8}}")
-_WEIGHTS_TEMP = re.compile(r"\.model\.safetensors\.[a-z0-9_]{8}\.tmp")
-# What start_run writes before training (atomic_write_bytes's temporary files for them, and the run's lock): a
-# folder holding only these, and no weights, is a run that stopped before its first checkpoint
-_RUN_FILE = re.compile(rf"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{{8}}\.tmp|{re.escape(runlock.LOCK_FILE)}")
 VOCAB_METADATA = "zoo.vocab_sha256"  # the key in a safetensors file's metadata
 _VOCAB_ATTR = "zoo_vocab_sha256"  # where a model carries the fingerprint of the vocabulary it was built for
 
@@ -186,16 +170,16 @@ def save_checkpoint(
     final = out_dir / CHECKPOINT
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{CHECKPOINT}."))
     tmp.chmod(DIR_MODE)
-    old = out_dir / f".{CHECKPOINT}.old"
+    old = out_dir / PREVIOUS_CHECKPOINT
     try:
-        save_weights(tmp / "model.safetensors", model)
+        save_weights(tmp / WEIGHTS, model)
         opt_tensors, opt_meta = optimizer_to_tensors(opt)
         opt_tensors.update(extra or {})
         opt_tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             opt_tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        atomic_write_bytes(tmp / "optimizer.safetensors", tensors_to_bytes(opt_tensors))
-        atomic_write_json(tmp / "state.json", {**state, "optimizer": opt_meta})
+        atomic_write_bytes(tmp / OPTIMIZER, tensors_to_bytes(opt_tensors))
+        atomic_write_json(tmp / STATE, {**state, "optimizer": opt_meta})
         if final.exists():  # else the old one may be the only checkpoint left (an earlier swap was cut short): keep it
             if old.exists():
                 shutil.rmtree(old)
@@ -220,58 +204,16 @@ def remove_stale_temps(out_dir: Path) -> None:
         return  # nothing to tidy where nothing can be listed; writing the checkpoint will say what is wrong
     for entry in entries:
         # a symlink is not a folder mkdtemp made: never follow one out of the run
-        if _CHECKPOINT_TEMP.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+        if CHECKPOINT_TEMP.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
-        elif _WEIGHTS_TEMP.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink():
+        elif WEIGHTS_TEMP.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink():
             entry.unlink(missing_ok=True)
 
 
-def abandoned_run(out_dir: Path) -> bool:
-    """Whether `out_dir` holds a run that stopped before its first checkpoint, and nothing else.
-
-    That is: its config.json (zoo's, with no weights anywhere) and perhaps run.json, perhaps what a process killed
-    while writing its first checkpoint left half-built, and no other file at all. Such a folder has nothing to
-    resume and nothing of value; any other file may be someone's.
-    """
-    out_dir = Path(out_dir)
-    try:
-        entries = list(out_dir.iterdir())
-    except OSError:
-        return False
-    for e in entries:
-        if e.is_symlink():
-            return False
-        # what a process killed while writing its first checkpoint leaves: a folder it was building, a temp file
-        left_over = (_CHECKPOINT_TEMP.fullmatch(e.name) and e.is_dir()) or (_WEIGHTS_TEMP.fullmatch(e.name) and e.is_file())
-        if not (left_over or (_RUN_FILE.fullmatch(e.name) and e.is_file())):
-            return False
-    try:
-        config = read_json(out_dir / "config.json")
-        record = read_json(out_dir / "run.json") if (out_dir / "run.json").exists() else None
-    except ZooError:  # not JSON, or not a file zoo wrote whole: not ours to overwrite
-        return False
-    if config.get("format") != CONFIG_FORMAT or not isinstance(config.get("model"), str):
-        return False
-    return record is None or record.get("model") == config["model"]
-
-
-def find_checkpoint(out_dir: Path) -> Path:
-    """checkpoint/, or the previous one if a swap was cut short."""
-    for name in (CHECKPOINT, f".{CHECKPOINT}.old"):
-        path = Path(out_dir) / name
-        if (path / "state.json").exists():
-            return path
-    if abandoned_run(out_dir):
-        raise ZooError(
-            f"{out_dir}: the run stopped before its first checkpoint, so there is nothing to resume; start it again with the same --out"
-        )
-    raise ZooError(f"{out_dir}: no checkpoint to resume from (expected {out_dir}/{CHECKPOINT}/state.json)")
-
-
 def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    load_weights(ckpt / "model.safetensors", model)
-    state = read_json(ckpt / "state.json")
-    tensors = read_tensors(ckpt / "optimizer.safetensors")
+    load_weights(ckpt / WEIGHTS, model)
+    state = read_json(ckpt / STATE)
+    tensors = read_tensors(ckpt / OPTIMIZER)
     try:
         optimizer_from_tensors(opt, tensors, state["optimizer"])
     except (KeyError, ValueError) as exc:
@@ -283,49 +225,3 @@ def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) ->
     carried = [tensors[f"carried.{i}"] for i in range(len(tensors)) if f"carried.{i}" in tensors]
     state["carried"] = tuple(carried) if carried else None
     return state
-
-
-REQUIRED_CONFIG = ("model", "hparams", "vocab", "batching")
-REQUIRED_TABLE_CONFIG = ("model", "hparams", "columns")  # the table tasks (zoo.tasks): no vocabulary or batching
-
-
-def _read_table_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
-    for key in REQUIRED_TABLE_CONFIG:
-        if key not in config:
-            raise ZooError(f"{path}: lacks the key {key!r}")
-    if not isinstance(config["model"], str):
-        raise ZooError(f"{path}: 'model' must be a model name, got {config['model']!r}")
-    columns = config["columns"]
-    if not isinstance(config["hparams"], dict) or not isinstance(columns, dict):
-        raise ZooError(f"{path}: 'hparams' and 'columns' must be objects")
-    if not all(isinstance(columns.get(k), dict) for k in ("categorical", "continuous", "target")):
-        raise ZooError(f"{path}: 'columns' needs the objects 'categorical', 'continuous' and 'target'")
-    return config
-
-
-def read_config(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / "config.json"
-    config = read_json(path)
-    if isinstance(config, dict) and config.get("task", "char-lm") != "char-lm":
-        return _read_table_config(path, config)
-    for key in REQUIRED_CONFIG:
-        if key not in config:
-            raise ZooError(f"{path}: lacks the key {key!r}")
-    if not isinstance(config["hparams"], dict) or not isinstance(config["batching"], dict):
-        raise ZooError(f"{path}: 'hparams' and 'batching' must be objects")
-    if not isinstance(config["vocab"], list) or not all(isinstance(c, str) for c in config["vocab"]):
-        raise ZooError(f"{path}: 'vocab' must be a list of characters")
-    if not isinstance(config["model"], str):
-        raise ZooError(f"{path}: 'model' must be a model name, got {config['model']!r}")
-    from zoo.data.vocab import Vocab
-    from zoo.spec import Batching
-
-    try:
-        Vocab(config["vocab"])
-    except ZooError as exc:
-        raise ZooError(f"{path}: {exc}") from None
-    try:
-        Batching(**config["batching"])
-    except (TypeError, ValueError) as exc:
-        raise ZooError(f"{path}: 'batching' is not a batching scheme ({exc})") from None
-    return config

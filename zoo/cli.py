@@ -14,6 +14,7 @@ import click
 
 from zoo import __version__
 from zoo.errors import ZooError, ZooWarning
+from zoo.options import DEFAULT_VAL_FRAC
 
 if TYPE_CHECKING:
     from zoo.published import PublishedWeights
@@ -128,13 +129,13 @@ def list_cmd(pattern: str | None, tag: str | None, pretrained: bool, as_json: bo
 def _trained_with(w: PublishedWeights) -> str | None:
     """zoo's version and git revision that ran the recipe, from the bundled copy's run.json: running the recipe
     with a later zoo lands near the published figures, not on them (floats summed in another order)."""
-    from zoo import published
+    from zoo import published, rundir
 
     folder = published.bundled_path(w)
     try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8")) if folder else None
+        run = rundir.read_run(folder) if folder else None
         version, revision = run["versions"]["zoo"], run.get("git_revision")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ZooError, KeyError, TypeError):
         return None
     return f"zoo {version}" + (f", git {revision[:7]}" if isinstance(revision, str) else "") + f" ({run.get('device', '?')})"
 
@@ -268,13 +269,10 @@ def train(name: str | None, **options: Any) -> None:
 
     Ctrl-C saves a checkpoint; `zoo train --resume DIR` continues it exactly.
     """
-    import inspect
-
     from zoo import api
 
     # Options a plugin added to this command (linreg-sgd's --method, --animate) are that model's training options.
-    own = set(inspect.signature(api.train).parameters)
-    extra = {k: options.pop(k) for k in list(options) if k not in own}
+    extra = {k: options.pop(k) for k in list(options) if k not in api.TRAIN_KEYWORDS}
     if options["resume"]:  # api.train refuses what a resumed run cannot change; a plugin's flags unset are None or off
         m = api.train(name, **options, options={k: v for k, v in extra.items() if v is not None and v is not False and v != ()})
     else:
@@ -352,7 +350,7 @@ def sample(
 @click.argument("pattern", default="char-*")
 @click.option("--budget", type=float, default=120, show_default=True, callback=_positive, help="Training seconds per model.")
 @click.option("--data", help="A dataset name or text file (default: each model's dataset).")
-@click.option("--val-frac", type=float, default=0.2, show_default=True, metavar="FLOAT", help="Fraction of the text held out.")
+@click.option("--val-frac", type=float, default=DEFAULT_VAL_FRAC, show_default=True, metavar="FLOAT", help="Fraction of the text held out.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -386,10 +384,11 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
 @click.option("--license", "license_", default="mit", show_default=True, help="License for the model card.")
 def push(model: str, repo: str, private: bool, branch: str | None, token: str | None, message: str | None, license_: str) -> None:
     """Upload MODEL (a run directory or a model name with weights) to the Hub as one commit."""
-    from zoo import api, hub
+    from zoo import api
+    from zoo import publish as upload
 
     folder = api.load(model).path
-    url, _ = hub.push(folder, repo, private=private, branch=branch, token=token, message=message, license=license_)
+    url, _ = upload.push(folder, repo, private=private, branch=branch, token=token, message=message, license=license_)
     click.echo(url)
 
 
@@ -408,9 +407,9 @@ def pull(name: str, revision: str | None) -> None:
 @click.option("--token", help="A Hub token with write access (default: HF_TOKEN).")
 def publish(pattern: str, token: str | None) -> None:
     """Maintainers: push each bundled model matching PATTERN to its repo and pin the revision in registry.toml."""
-    from zoo import hub
+    from zoo import publish as upload
 
-    for name, url in hub.publish(pattern, token=token):
+    for name, url in upload.publish(pattern, token=token):
         click.echo(f"{name}: {url}")
 
 

@@ -18,14 +18,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import api, registry
-from zoo.checkpoint import abandoned_run, read_config
+from zoo import api, pipeline, registry, rundir
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
+from zoo.options import DEFAULT_VAL_FRAC, check_val_frac, percent
 from zoo.spec import ModelSpec
+from zoo.tasks import LoadedModel
 from zoo.trainer import TrainingInterrupted
 
 CHUNKS = 4
+RESULT = "compare.json"  # a finished comparison run's entry, beside the run's own files
+PROGRESS = "compare.progress.json"  # the curve so far of one still training
 
 
 @dataclass
@@ -41,20 +44,15 @@ class Entry:
     curve: list[tuple[float, float]]  # (training seconds so far, held-out loss)
 
 
-def _progress(m: api.LoadedModel) -> tuple[float, float | None, float | None]:
+def _progress(m: LoadedModel) -> tuple[float, float | None, float | None]:
     """Epochs done (fractional), seconds per epoch and items per second, from the run's checkpoint."""
-    st = read_json(m.path / "checkpoint" / "state.json")
+    st = rundir.read_checkpoint_state(m.path)
     per_epoch = st.get("steps_per_epoch") or 0
     epochs = st["global_step"] / per_epoch if per_epoch else float(st["epoch"])
     seconds = st.get("trained_seconds") or 0.0
     s_per_epoch = seconds / epochs if epochs and seconds else None
     rate = st.get("trained_items", 0) / seconds if seconds else None
     return epochs, s_per_epoch, rate
-
-
-def _holds_run(out: Path) -> bool:
-    """Whether `out` holds a run to resume (one that stopped before its first checkpoint is started again)."""
-    return (out / "config.json").exists() and not abandoned_run(out)
 
 
 def _check_same_comparison(out: Path, recorded: dict[str, Any], budget: float, data: str | None) -> None:
@@ -68,28 +66,28 @@ def _check_same_comparison(out: Path, recorded: dict[str, Any], budget: float, d
     raise ZooError(f"{out} holds a comparison run made with {wanted}; choose another --out (or delete that folder to train it again)")
 
 
-def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool, val_frac: float = 0.2) -> Entry:
-    done = out / "compare.json"
+def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool, val_frac: float = DEFAULT_VAL_FRAC) -> Entry:
+    done = out / RESULT
     if done.exists():
         record = read_json(done)
         same = record.get("budget") == budget and record.get("data") == data
-        if same and record.get("val_frac", api.DEFAULT_VAL_FRAC) == val_frac:  # older records held out 0.2
+        if same and record.get("val_frac", DEFAULT_VAL_FRAC) == val_frac:  # older records held out 0.2
             return Entry(**{k: v for k, v in record["entry"].items()})
-        if _holds_run(out):
+        if rundir.holds_run(out):
             _check_same_comparison(out, record, budget, data)
-    if _holds_run(out):
-        held = read_config(out).get("val_frac", api.DEFAULT_VAL_FRAC)
+    if rundir.holds_run(out):
+        held = rundir.read_config(out).get("val_frac", DEFAULT_VAL_FRAC)
         if held != val_frac:  # its training saw text that is now held out, or lacks text it may train on
             raise ZooError(
-                f"{out} holds a run that held out {api.percent(held)} of the text, not {api.percent(val_frac)}; "
+                f"{out} holds a run that held out {percent(held)} of the text, not {percent(val_frac)}; "
                 f"choose another --out (or delete that folder to train it again)"
             )
     spec = registry.get_model(name)
     chunk = budget / CHUNKS  # each chunk trains for this long; setup and evaluation are not counted
     curve: list[tuple[float, float]] = []
     spent = 0.0
-    if (out / "checkpoint" / "state.json").exists() and (out / "compare.progress.json").exists():
-        progress = read_json(out / "compare.progress.json")
+    if rundir.has_checkpoint(out) and (out / PROGRESS).exists():
+        progress = read_json(out / PROGRESS)
         _check_same_comparison(out, progress, budget, data)  # (progress files from before it kept no budget)
         curve = [tuple(p) for p in progress.get("curve", [])]
         spent = progress.get("spent", 0.0)
@@ -98,7 +96,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         t0 = time.perf_counter()
         epochs = max(spec.epochs, 1000)  # the budget, not the recipe, ends training
         try:
-            if _holds_run(out):
+            if rundir.holds_run(out):
                 m = api.train(resume=out, epochs=epochs, device=device, max_seconds=chunk, quiet=quiet)
             else:
                 m = api.train(
@@ -110,7 +108,7 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         spent += time.perf_counter() - t0
         loss = m.evaluate(data=data, split="tail", val_frac=val_frac)["val_loss"]
         curve.append((spent, loss))
-        atomic_write_json(out / "compare.progress.json", {"curve": curve, "spent": spent, "budget": budget, "data": data})
+        atomic_write_json(out / PROGRESS, {"curve": curve, "spent": spent, "budget": budget, "data": data})
     if m is None:
         m = api.load(out)
     result = m.evaluate(data=data, split="tail", val_frac=val_frac)
@@ -131,9 +129,9 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
     return entry
 
 
-def _final_reference(spec: ModelSpec, m: api.LoadedModel) -> float | None:
+def _final_reference(spec: ModelSpec, m: LoadedModel) -> float | None:
     """The spec's last published validation loss, when the run trained on the corpus it was measured on."""
-    refs = api.reference_losses(spec, m.config.get("data"), m.run_record.get("data_sha256"))
+    refs = pipeline.reference_losses(spec, m.config.get("data"), m.run_record.get("data_sha256"))
     return next((r for r in reversed(refs) if r is not None), None)
 
 
@@ -144,11 +142,11 @@ def compare(
     device: str = "auto",
     out: Path = Path("runs/compare"),
     quiet: bool = True,
-    val_frac: float = 0.2,
+    val_frac: float = DEFAULT_VAL_FRAC,
 ) -> list[Entry]:
     if budget <= 0:
         raise ZooError("--budget must be positive")
-    val_frac = api.check_val_frac(val_frac)
+    val_frac = check_val_frac(val_frac)
     specs = [s for s in registry.list_models() if fnmatch.fnmatchcase(s.name, pattern) and s.task == "char-lm"]
     if not specs:
         raise ZooError(f"no character models match {pattern!r}; see `zoo list`")
@@ -173,7 +171,7 @@ def table(entries: list[Entry]) -> str:
     return "\n".join(rows)
 
 
-def plot(entries: list[Entry], path: Path, budget: float, val_frac: float = 0.2) -> None:
+def plot(entries: list[Entry], path: Path, budget: float, val_frac: float = DEFAULT_VAL_FRAC) -> None:
     try:
         import matplotlib
 
@@ -188,7 +186,7 @@ def plot(entries: list[Entry], path: Path, budget: float, val_frac: float = 0.2)
         xs, ys = zip(*e.curve) if e.curve else ((), ())
         ax.plot(xs, ys, "o-", label=f"{e.model} ({e.val_loss:.3f})")
     ax.set_xlabel("wall time spent training (s), evaluation not counted")
-    ax.set_ylabel(f"held-out loss, last {api.percent(val_frac)} (nats/char)")
+    ax.set_ylabel(f"held-out loss, last {percent(val_frac)} (nats/char)")
     ax.set_title(f"zoo compare: {budget:g} s per model")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

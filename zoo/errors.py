@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 
 
@@ -34,3 +35,9 @@ def warn(message: str) -> None:
     """`zoo: warning: …` on stderr, one line: for what goes on although something is wrong (the CLI shows ZooWarning
     the same way)."""
     print(f"zoo: warning: {message}", file=sys.stderr)
+
+
+def did_you_mean(name: str, names: list[str]) -> str:
+    """" (did you mean a or b?)" for the names close to `name`, or ""."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -55,8 +56,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_history(run_dir: Path | None) -> list[dict[str, Any]]:
-    """The per-epoch figures a run wrote to training.json (none if it has not finished an epoch)."""
-    if run_dir is None or not (run_dir / "training.json").exists():
-        return []
-    return read_json(run_dir / "training.json").get("history", [])
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

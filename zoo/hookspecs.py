@@ -26,6 +26,12 @@ def zoo_register_datasets(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def zoo_register_tasks(register: Callable[[Any], None]) -> None:
+    """Call `register(task)` once per `zoo.TaskSpec` the plugin provides: a kind of model zoo trains, evaluates and
+    loads through the plugin's own `zoo.tasks.Task` (see docs/plugins.md)."""
+
+
+@hookspec
 def zoo_register_commands(cli: Any) -> None:
     """Add commands to the `zoo` click group: `@cli.command()`."""
 

@@ -56,6 +56,7 @@ class PluginHost:
         self.pm = pluggy.PluginManager("zoo")
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self.generation = 0  # bumped whenever the registered plugins change: what they registered must be collected again
 
     def load_entry_points(self) -> None:
         only = _env_list("ZOO_LOAD_PLUGINS")
@@ -98,12 +99,12 @@ class PluginHost:
             self.pm.unregister(name=name)
             raise
         self.infos[name] = PluginInfo(name=name, distribution="(in process)", hooks=self._hook_names(name))
-        _forget_registry()
+        self.generation += 1
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.infos.pop(name, None)
-        _forget_registry()
+        self.generation += 1
 
     def _hook_names(self, name: str) -> list[str]:
         plugin = self.pm.get_plugin(name)
@@ -129,12 +130,6 @@ class PluginHost:
                 warn(f"plugin {impl.plugin_name!r}: {info.error}")
 
 
-def _forget_registry() -> None:
-    from zoo import registry
-
-    registry.reset()
-
-
 _host: PluginHost | None = None
 
 
@@ -148,9 +143,6 @@ def host() -> PluginHost:
 
 
 def reset() -> None:
-    """Forget loaded plugins and registries (tests; a changed environment)."""
+    """Forget loaded plugins, and so what they registered (tests; a changed environment)."""
     global _host
     _host = None
-    from zoo import registry
-
-    registry.reset()

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo import rundir
 from zoo.errors import ZooError
+from zoo.fileio import sha256_file
 
 SCHEMA_VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -170,12 +172,10 @@ def bundled_path(entry: PublishedWeights) -> Path | None:
     except ModuleNotFoundError:
         return None
     path = Path(str(root.joinpath(folder)))
-    return path if (path / "config.json").exists() else None
+    return path if rundir.has_config(path) else None
 
 
 def sha256_of(path: Path) -> str:
-    from zoo.data.sources import sha256_file
-
     return sha256_file(path)
 
 

@@ -1,34 +1,39 @@
-"""The models and datasets that loaded plugins registered, looked up by name or wildcard."""
+"""The models, datasets and tasks that loaded plugins registered, looked up by name or wildcard.
+
+Collected once per plugin host and generation (a plugin registered or removed in process makes a new one), so
+nothing below has to tell this module to forget.
+"""
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import ZooError
-from zoo.plugins import host
-from zoo.spec import ModelSpec
+from zoo.data.sources import lookup
+from zoo.errors import ZooError, did_you_mean
+from zoo.plugins import PluginHost, host
+from zoo.spec import BUILTIN_TASKS, ModelSpec, TaskSpec
 
 
 @dataclass
 class Registry:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     datasets: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=lambda: {t.name: t for t in BUILTIN_TASKS})
     conflicts: list[str] = field(default_factory=list)
 
 
-_registry: Registry | None = None
+_cache: tuple[PluginHost, int, Registry] | None = None
 
 
 def reset() -> None:
-    global _registry
-    _registry = None
+    """Collect again on next use (tests that change what a plugin registers)."""
+    global _cache
+    _cache = None
 
 
-def _collect() -> Registry:
-    h = host()
+def _collect(h: PluginHost) -> Registry:
     reg = Registry()
 
     def model_register(plugin_name: str):
@@ -62,16 +67,30 @@ def _collect() -> Registry:
 
         return register
 
+    def task_register(plugin_name: str):
+        def register(task: TaskSpec) -> None:
+            if not isinstance(task, TaskSpec):
+                raise TypeError(f"register() takes a zoo.TaskSpec, got {type(task).__name__}")
+            if task.name in reg.tasks:
+                other = reg.tasks[task.name].plugin or "zoo"
+                reg.conflicts.append(f"task {task.name!r} is registered by two plugins, {other!r} and {plugin_name!r}")
+                return
+            reg.tasks[task.name] = task.with_plugin(plugin_name)
+
+        return register
+
+    h.call_each("zoo_register_tasks", register=task_register)
     h.call_each("zoo_register_models", register=model_register)
     h.call_each("zoo_register_datasets", register=dataset_register)
     return reg
 
 
 def get() -> Registry:
-    global _registry
-    if _registry is None:
-        _registry = _collect()
-    return _registry
+    global _cache
+    h = host()
+    if _cache is None or _cache[0] is not h or _cache[1] != h.generation:
+        _cache = (h, h.generation, _collect(h))
+    return _cache[2]
 
 
 def _checked() -> Registry:
@@ -91,11 +110,6 @@ def list_models(pattern: str | None = None, tag: str | None = None) -> list[Mode
     return specs
 
 
-def did_you_mean(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
-
-
 def get_model(name: str) -> ModelSpec:
     models = _checked().models
     if name not in models:
@@ -104,9 +118,16 @@ def get_model(name: str) -> ModelSpec:
 
 
 def get_dataset(name: str) -> Any:
-    datasets = _checked().datasets
-    if name not in datasets:
-        if not datasets:  # e.g. ZOO_LOAD_PLUGINS left out the plugin that registers them
-            raise ZooError(f"unknown dataset {name!r}: no plugin loaded registers any dataset (see `zoo plugins`)")
-        raise ZooError(f"unknown dataset {name!r}{did_you_mean(name, sorted(datasets))}; known: {', '.join(sorted(datasets))}")
-    return datasets[name]
+    return lookup(name, _checked().datasets)
+
+
+def datasets() -> dict[str, Any]:
+    """Every registered dataset by name (what `--data NAME` may name)."""
+    return _checked().datasets
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = _checked().tasks
+    if name not in tasks:
+        raise ZooError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))}); is the plugin that provides it installed?")
+    return tasks[name]

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-# What a model learns; zoo.tasks implements each (loss, metrics, data path).
-TASKS = ("char-lm", "regression", "tabular-regression")
 OPTIMIZERS = ("adam", "sgd")  # zoo.trainer.make_optimizer builds them
 
 
@@ -84,13 +82,15 @@ class ModelSpec:
     `tiny` overrides some of `hparams` to make a small, fast model for tests
     (`zoo.testing.check_model` builds and trains that configuration).
 
-    For the table tasks ("regression", "tabular-regression"; see `zoo.tasks`) the builder
+    For the table tasks ("regression", "tabular-regression"; see `zoo.tasks.table`) the builder
     is called as `builder(**data_kwargs, **hparams)` with what the data determine (column
     cardinalities, the number of continuous columns), and `dataset` names a table source.
     `train_options` are options specific to this model's training, with their defaults
     (`zoo train --method ...` where the plugin adds the flag; `zoo.train(..., options={...})`).
     `fit` ("module:function", imported only when training) trains instead of zoo's Trainer:
-    it gets a `zoo.tasks.FitContext` and returns the history (it may run the Trainer itself).
+    it gets a `zoo.pipeline.FitContext` and returns the history (it may run the Trainer itself).
+    `options_check` ("module:function", imported only when training) is called with the resolved
+    train_options before anything is written, to refuse a bad combination in one line.
     """
 
     name: str
@@ -110,6 +110,7 @@ class ModelSpec:
     tiny: dict[str, Any] = field(default_factory=dict)
     train_options: dict[str, Any] = field(default_factory=dict)
     fit: str = ""
+    options_check: str = ""
     plugin: str = ""  # filled in by the registry: the entry-point name that registered it
 
     def __post_init__(self) -> None:
@@ -117,12 +118,14 @@ class ModelSpec:
             raise ValueError(f"invalid model name {self.name!r}")
         if ":" not in self.builder:
             raise ValueError(f"builder must be 'module:attribute', got {self.builder!r}")
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r} (known: {', '.join(TASKS)})")
+        if not self.task or " " in self.task:  # which tasks exist is the registry's to say: a plugin may add one
+            raise ValueError(f"invalid task name {self.task!r}")
         if not self.recipe:
             raise ValueError("a recipe needs at least one stage")
-        if self.fit and ":" not in self.fit:
-            raise ValueError(f"fit must be 'module:function', got {self.fit!r}")
+        for key in ("fit", "options_check"):
+            ref = getattr(self, key)
+            if ref and ":" not in ref:
+                raise ValueError(f"{key} must be 'module:function', got {ref!r}")
 
     @property
     def epochs(self) -> int:
@@ -137,6 +140,41 @@ class ModelSpec:
 
     def with_plugin(self, plugin: str) -> ModelSpec:
         return replace(self, plugin=plugin)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A kind of model: what it learns, and so how zoo reads its data, trains, evaluates and loads it.
+
+    `implementation` names a `zoo.tasks.Task` subclass as "module:Class", imported only when a model of the
+    task trains or loads (so that `zoo list` stays free of torch). Plugins register theirs through the
+    `zoo_register_tasks` hook; zoo's own are `BUILTIN_TASKS`.
+    """
+
+    name: str
+    summary: str
+    implementation: str
+    plugin: str = ""  # filled in by the registry: the entry-point name that registered it ("" for zoo's own)
+
+    def __post_init__(self) -> None:
+        if not self.name or " " in self.name:
+            raise ValueError(f"invalid task name {self.name!r}")
+        if ":" not in self.implementation:
+            raise ValueError(f"implementation must be 'module:Class', got {self.implementation!r}")
+
+    def with_plugin(self, plugin: str) -> TaskSpec:
+        return replace(self, plugin=plugin)
+
+
+BUILTIN_TASKS = (
+    TaskSpec("char-lm", "the next character of a text (cross-entropy, accuracy)", "zoo.tasks.charlm:CharLMTask"),
+    TaskSpec("regression", "a table's continuous columns -> its target (mean squared error)", "zoo.tasks.table:RegressionTask"),
+    TaskSpec(
+        "tabular-regression",
+        "a table's categorical (embedded) and continuous columns -> the log of a positive target (MSE of the log, MAPE)",
+        "zoo.tasks.table:TabularRegressionTask",
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,7 @@ class _Checker:
 
     def logits(self, model: Any, x: Any) -> Any:
         """What the trainer computes for a batch: forward(x), or forward(x, init_state) for a stateful model."""
-        from zoo.trainer import forward
+        from zoo.tasks.charlm import forward
 
         logits, _ = forward(model, x)
         return logits
@@ -296,7 +296,7 @@ class _Checker:
         from zoo import registry
         from zoo.data.batching import SPLITS
         from zoo.model import import_builder
-        from zoo.trainer import OPTIMIZERS
+        from zoo.spec import OPTIMIZERS
 
         s = self.spec
         if not isinstance(s, ModelSpec):
@@ -468,7 +468,9 @@ class _Checker:
     def check_train_step(self) -> None:
         import torch
 
-        from zoo.trainer import loss_fn, make_optimizer, uses_fused_loss
+        from zoo.model import uses_fused_loss
+        from zoo.tasks.charlm import loss_fn
+        from zoo.trainer import make_optimizer
 
         model = self.build()
         x, y = self.batch(rows=32, seed=1)
@@ -499,7 +501,7 @@ class _Checker:
         """forward(x, targets=y) must be the loss the trainer would compute from forward(x), gradients included."""
         import torch
 
-        from zoo.trainer import loss_fn
+        from zoo.tasks.charlm import loss_fn
 
         params = [p for p in model.parameters() if p.requires_grad]
         torch.manual_seed(0)  # the same dropout masks, if any, for both calls
@@ -616,7 +618,7 @@ class _Checker:
     def check_cli(self) -> None:
         from click.testing import CliRunner
 
-        from zoo.checkpoint import read_config
+        from zoo import rundir
         from zoo.cli import cli
 
         s = self.spec
@@ -641,13 +643,13 @@ class _Checker:
         trained = zoo("train", s.name, "--epochs", "1", "--data", str(data), "--device", "cpu", "--out", str(out), "--quiet", *sets)
         if "after epoch 1" not in trained.stdout:
             _fail(f"`zoo train {s.name} --epochs 1` did not finish its epoch:\n{trained.output[-2000:]}")
-        for fname in ("model.safetensors", "config.json", "training.json"):
+        for fname in (rundir.WEIGHTS, rundir.CONFIG, rundir.TRAINING):
             if not (out / fname).is_file():
                 _fail(f"`zoo train` wrote no {fname} in {out}")
-        config = read_config(out)
+        config = rundir.read_config(out)
         if config["model"] != s.name or config["hparams"] != self.hparams:
             _fail(f"the run's config.json has model {config['model']!r}, hparams {config['hparams']}; expected {s.name!r}, {self.hparams}")
-        history = json.loads((out / "training.json").read_text(encoding="utf-8"))["history"]
+        history = rundir.read_history(out)
         if len(history) != 1 or not math.isfinite(history[0]["val_loss"]):
             _fail(f"training.json after one epoch: {history}")
 

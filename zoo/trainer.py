@@ -1,17 +1,15 @@
-"""The fit loop: batches in, a trained model and a checkpoint per epoch out.
+"""The fit loop: batches in, steps, a checkpoint per epoch, hooks; a trained model out.
 
-Contract: the model meets `zoo.model.CharLM` (its logits match the batching scheme's
-targets); the batches have `len()`, `rows`, `length` and `epoch(seed, epoch, start_step)`.
-Other tasks: the `task` (see `zoo.tasks`) gives the loss, the validation metrics and the
-table's columns; x may be a tuple of tensors (a table's categorical and continuous inputs).
-Plugins see the run through the hooks zoo_on_train_start, zoo_on_epoch_end and
-zoo_on_train_end; Python callers can pass `callbacks` with the same method names.
+Contract: the batches have `len()`, `rows` and `epoch(seed, epoch, start_step, rank, world)`; the `task`
+(zoo.tasks: char-lm by default) gives the loss, the validation metrics and the epoch table's columns;
+x may be a tuple of tensors (a table's categorical and continuous inputs). Plugins see the run through
+the hooks zoo_on_train_start, zoo_on_epoch_end and zoo_on_train_end; Python callers can pass
+`callbacks` with the same method names. Building the run (options, data, folder) is zoo.pipeline's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import signal
 import sys
@@ -23,18 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from zoo import distributed
-from zoo import tasks as _tasks
+from zoo import distributed, rundir
 from zoo.allocator import keep_freed_memory
-from zoo.checkpoint import atomic_write_json, save_checkpoint, save_weights
+from zoo.checkpoint import save_checkpoint, save_weights
 from zoo.cudagraph import GraphedSteps, check_usable
 from zoo.errors import ZooError, first_line, warn
-from zoo.model import amp_applies
+from zoo.model import uses_fused_loss
 from zoo.progress import Progress
+from zoo.runtime import amp_applies, autocast
 from zoo.spec import OPTIMIZERS
+from zoo.tasks.base import Task, to_device
+from zoo.tasks.charlm import CharLMTask, forward
 
 
 class TrainingInterrupted(ZooError):
@@ -92,78 +91,6 @@ class TrainState:
             if not ok:
                 raise ZooError(f"checkpoint/state.json: {key!r} is {value!r}, not what zoo wrote; the checkpoint was edited or damaged")
             setattr(self, key, value)
-
-
-def uses_fused_loss(model: nn.Module) -> bool:
-    """Whether `model(x, targets=y)` returns the mean cross-entropy itself (see zoo.model): stateless models only.
-
-    The forward must take `targets` too, so a subclass that overrides forward(x) alone is trained the plain way.
-    """
-    if not getattr(model, "fused_loss", False) or getattr(model, "stateful", False):
-        return False
-    return "targets" in inspect.signature(model.forward).parameters
-
-
-def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy (nats per character) and accuracy over every target of `batches`."""
-    loss, acc, _ = evaluate_targets(model, batches, device, amp)
-    return loss, acc
-
-
-def evaluate_targets(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float, int]:
-    """`evaluate`, and how many targets (characters predicted) it averaged over."""
-    was_training = model.training
-    model.eval()
-    total = correct = 0
-    loss_sum = 0.0
-    state = None  # a stateful model starts evaluation from a zero state and carries it
-    try:
-        for x, y in batches.epoch():
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(device, amp):
-                logits, state = forward(model, x, state)
-            logits = logits.reshape(-1, logits.shape[-1]).float()
-            y = y.reshape(-1)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(-1) == y).sum().item()
-            total += y.numel()
-    finally:
-        model.train(was_training)
-    return loss_sum / max(1, total), correct / max(1, total), total
-
-
-def _batch_size(state: Any) -> int:
-    return (state[0] if isinstance(state, tuple) else state).shape[0]
-
-
-def _detach(state: Any) -> Any:
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-
-
-def forward(model: nn.Module, x: torch.Tensor, state: Any = None, net: nn.Module | None = None) -> tuple[torch.Tensor, Any]:
-    """Logits for a batch; a stateful model gets the state the previous batch left (detached: truncated BPTT).
-
-    `net` is what to call when it is not the model itself (its DistributedDataParallel wrapper).
-    """
-    net = model if net is None else net
-    if not getattr(model, "stateful", False):
-        return net(x), None
-    if state is None or _batch_size(state) != x.shape[0]:
-        state = model.init_state(x.shape[0])
-    logits, state = net(x, state)
-    return logits, _detach(state)
-
-
-def _autocast(device: torch.device, amp: bool, cache: bool = True) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast when `amp` (on CUDA or the CPU); `cache` off for a step captured as a CUDA graph (torch's advice)."""
-    if amp and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
-    return contextlib.nullcontext()
 
 
 class _ForcedStop(KeyboardInterrupt):
@@ -240,7 +167,7 @@ class Trainer:
         reference: list[float | None] | None = None,
         reference_trn: list[float | None] | None = None,
         quiet: bool = False,
-        task: Any = None,
+        task: Task | None = None,
         optimizer: str = "adam",
         dist: Any = None,
         cuda_graph: bool = False,
@@ -274,10 +201,10 @@ class Trainer:
         self.quiet = quiet
         self._stop = _StopRequests(self._say)
         self._warned_wrappers: set[tuple[str, str]] = set()
-        self.task = task if task is not None else _tasks.get("char-lm")  # loss, metrics, table columns
+        self.task = task if task is not None else CharLMTask()  # loss, metrics, table columns
         self.opt = make_optimizer(optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
-        # A model that computes its own cross-entropy from targets (zoo.model: `fused_loss`) is called that way.
-        self.fused_loss = self.task.name == "char-lm" and uses_fused_loss(model)
+        # A model that computes the task's loss itself from targets (zoo.model: `fused_loss`) is called that way.
+        self.fused_loss = self.task.fuses_loss and uses_fused_loss(model)
         self.state = TrainState()
         self.carried: Any = None  # a stateful model's hidden state between batches
         self.graphs = self._graphed_steps() if cuda_graph else None
@@ -313,7 +240,7 @@ class Trainer:
 
     def _batch_loss(self, x: Any, y: torch.Tensor) -> torch.Tensor:
         """The batch's mean loss: from the model itself if it fuses its output layer with the loss, else the task's."""
-        with _autocast(self.device, self.amp, cache=self.graphs is None):
+        with autocast(self.device, self.amp, cache=self.graphs is None):
             if self.fused_loss:
                 return self.net(x, targets=y)
             logits, self.carried = forward(self.model, x, self.carried, self.net)
@@ -363,7 +290,7 @@ class Trainer:
         # The checkpoint first: a process killed between the two leaves a run that resumes (its next checkpoint
         # writes the weights again), never weights without a checkpoint, which could be neither resumed nor restarted.
         save_checkpoint(self.out_dir, self.model, self.opt, self.state.as_dict(), extra)
-        save_weights(self.out_dir / "model.safetensors", self.model)
+        save_weights(rundir.weights(self.out_dir), self.model)
 
     def fit(self, max_steps: int | None = None, max_seconds: float | None = None) -> list[dict[str, float]]:
         """Train until the recipe's last epoch, or `max_steps` batches in all, or `max_seconds` from now.
@@ -445,7 +372,7 @@ class Trainer:
         if st.step == 0:
             self.carried = None  # each epoch starts from a zero state
         for x, y in batches.epoch(self.seed, st.epoch, st.step, rank=self.dist.rank, world=self.dist.world):
-            x, y = _tasks.to_device(x, self.device), y.to(self.device, non_blocking=True)
+            x, y = to_device(x, self.device), y.to(self.device, non_blocking=True)
             loss = self._step(x, y) if self.graphs is None else self.graphs(x, y)
             self._add_loss(loss, y.shape[0])
             st.step += 1
@@ -491,8 +418,9 @@ class Trainer:
         st.rows = 0
         self.checkpoint()
         if self.dist.main:
-            atomic_write_json(self.out_dir / "training.json", {"history": st.history})
-            _plot_losses(self.out_dir / "loss.png", st.history, self.reference, self.run.name, self.task.loss_label, self.reference_trn)
+            rundir.write_history(self.out_dir, st.history)
+            figures = (self.reference, self.run.name, self.task.loss_label, self.reference_trn)
+            _plot_losses(rundir.loss_plot(self.out_dir), st.history, *figures)
         self._emit("on_epoch_end", epoch=st.epoch, metrics=metrics)
         return True
 
@@ -513,7 +441,7 @@ def _plot_losses(
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    from zoo.checkpoint import atomic_write_bytes
+    from zoo.fileio import atomic_write_bytes
 
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

@@ -45,6 +45,7 @@ def zoo_register_models(register):
             summary="Lesson 6 SGD: fit y = a*x + b by gradient descent: hand gradients (NumPy), autograd, or torch.optim.",
             builder="zoo_sgd.linreg:LinReg",
             fit="zoo_sgd.linreg:fit",
+            options_check="zoo_sgd.linreg:validate_options",
             task="regression",
             dataset="line",
             recipe=(Stage(lr=0.1, epochs=10),),

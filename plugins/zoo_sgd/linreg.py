@@ -145,9 +145,6 @@ def fit(ctx: Any) -> list[dict[str, float]]:
     return history
 
 
-fit.validate_options = validate_options
-
-
 def _ab(model: nn.Module) -> tuple[float, float]:
     return model.a.item(), model.b.item()
 

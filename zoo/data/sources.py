@@ -15,8 +15,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from zoo.errors import ZooError, warn
+from zoo.errors import ZooError, did_you_mean, warn
+from zoo.fileio import sha256_file
 from zoo.progress import Progress
 
 OFFLINE_HINT = (
@@ -32,14 +34,6 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "zoo"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def decode_text(raw: bytes, origin: str) -> str:
@@ -174,12 +168,18 @@ class PydocTopics:
         return "\n\n".join(topics[k].strip() for k in sorted(topics)).replace("\0", "")
 
 
-def resolve(data: str | os.PathLike[str] | None, default: str) -> object:
-    """A `--data` value to a source: a registered dataset name, else a file path."""
-    from zoo import registry
+def lookup(name: str, datasets: dict[str, Any]) -> Any:
+    """The dataset registered as `name` among `datasets`; an unknown name is one line with a "did you mean"."""
+    if name not in datasets:
+        if not datasets:  # e.g. ZOO_LOAD_PLUGINS left out the plugin that registers them
+            raise ZooError(f"unknown dataset {name!r}: no plugin loaded registers any dataset (see `zoo plugins`)")
+        raise ZooError(f"unknown dataset {name!r}{did_you_mean(name, sorted(datasets))}; known: {', '.join(sorted(datasets))}")
+    return datasets[name]
 
+
+def resolve(data: str | os.PathLike[str] | None, default: str, datasets: dict[str, Any]) -> Any:
+    """A `--data` value to a source: a name among the registered `datasets`, else a file path."""
     value = str(data) if data is not None else default
-    datasets = registry.get().datasets
     if value in datasets:
         if not callable(getattr(datasets[value], "read_text", None)):  # a table (zoo.data.table)
             raise ZooError(f"dataset {value!r} is a table, not a text; the character models train on text (see `zoo datasets`)")
@@ -187,4 +187,4 @@ def resolve(data: str | os.PathLike[str] | None, default: str) -> object:
     p = Path(value).expanduser()  # the shell leaves ~ in --data=~/corpus.txt
     if p.exists() or os.sep in value or p.suffix:
         return FileText(p)
-    return registry.get_dataset(value)  # raises "unknown dataset … did you mean"
+    return lookup(value, datasets)  # raises "unknown dataset … did you mean"

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, did_you_mean
+from zoo.options import DEFAULT_VAL_FRAC
 
-VAL_FRACTION = 0.2
 SPLIT_SEED = 42
 
 
@@ -72,7 +72,7 @@ def split_rows(table: Table, split: str) -> tuple[Any, Any]:
     import numpy as np
 
     n = len(table)
-    n_val = max(1, int(round(n * VAL_FRACTION)))
+    n_val = max(1, int(round(n * DEFAULT_VAL_FRAC)))
     if n - n_val < 1:
         raise ZooError(f"table {table.name} has {n} rows: too few to hold out a validation set")
     if split == "random":
@@ -95,18 +95,14 @@ def sha256_bytes(*chunks: bytes) -> str:
     return h.hexdigest()
 
 
-def table_sources() -> dict[str, Any]:
-    """The registered datasets that are tables."""
-    from zoo import registry
-
-    return {name: src for name, src in registry.get().datasets.items() if callable(getattr(src, "load_table", None))}
+def table_sources(datasets: dict[str, Any]) -> dict[str, Any]:
+    """The tables among the registered `datasets`."""
+    return {name: src for name, src in datasets.items() if callable(getattr(src, "load_table", None))}
 
 
-def load_table(data: str | Path | None, default: str) -> Table:
-    """A `--data` value to a Table: a registered table name, or a path some table source accepts."""
-    from zoo import registry
-
-    sources = table_sources()
+def load_table(data: str | Path | None, default: str, datasets: dict[str, Any]) -> Table:
+    """A `--data` value to a Table: the name of a table among the registered `datasets`, or a path some table source accepts."""
+    sources = table_sources(datasets)
     value = str(data) if data is not None else default
     if value in sources:
         return sources[value].load_table()
@@ -118,9 +114,9 @@ def load_table(data: str | Path | None, default: str) -> Table:
                 return src.load_table(path)
         readers = [f"{name} ({src.summary})" for name, src in sorted(sources.items()) if callable(getattr(src, "accepts", None))]
         raise ZooError(f"--data {value}: no installed table source reads it" + (f"; known: {'; '.join(readers)}" if readers else ""))
-    if value in registry.get().datasets:
+    if value in datasets:
         raise ZooError(f"--data {value}: a text corpus, not a table; tables: {', '.join(sorted(sources)) or 'none installed'}")
     if "/" in value or value.startswith((".", "~")) or path.suffix:  # meant as a path, not a name
         raise ZooError(f"--data {value}: no such file or folder")
     known = sorted(sources)
-    raise ZooError(f"unknown table {value!r}{registry.did_you_mean(value, known)}; known: {', '.join(known) or 'none'}, or a path")
+    raise ZooError(f"unknown table {value!r}{did_you_mean(value, known)}; known: {', '.join(known) or 'none'}, or a path")

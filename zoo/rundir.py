@@ -1,0 +1,250 @@
+"""The run folder, zoo's on-disk format: the only code that knows its file names, and reads and writes them.
+
+One folder = one model, in the Hugging Face Hub layout, plus the state to resume training:
+
+    config.json         what the model is: name, plugin, task, hyper-parameters, and the task's own keys
+                        (a character model's vocabulary and batching; a table model's columns)
+    run.json            how the run was made: the command, resolved options, data sha256, versions, device
+    model.safetensors   the weights (never a pickle; zoo.checkpoint writes and checks them)
+    training.json       the per-epoch metrics history
+    loss.png            the loss curves
+    README.md           the model card (zoo push writes it)
+    checkpoint/         model.safetensors + optimizer.safetensors + state.json: enough to resume
+
+Every file is written whole or not at all (zoo.fileio). `read_config` brings a config of an older format up
+to `CONFIG_FORMAT`, so no other module needs a default for a key older zoo did not write.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zoo import runlock
+from zoo.errors import ZooError
+from zoo.fileio import atomic_write_json, read_json
+from zoo.options import DEFAULT_VAL_FRAC
+
+CONFIG_FORMAT = "zoo/1"
+
+CONFIG = "config.json"
+RUN = "run.json"
+WEIGHTS = "model.safetensors"
+TRAINING = "training.json"
+LOSS_PLOT = "loss.png"
+CARD = "README.md"
+CHECKPOINT = "checkpoint"
+PREVIOUS_CHECKPOINT = f".{CHECKPOINT}.old"  # kept while a new checkpoint is swapped in
+OPTIMIZER = "optimizer.safetensors"
+STATE = "state.json"
+
+# What a model folder publishes to the Hub, and what a pull fetches.
+PUBLISHED_FILES = (WEIGHTS, CONFIG, CARD, TRAINING, RUN, LOSS_PLOT)
+
+# tempfile.mkdtemp's names: the prefix, then 8 of [a-z0-9_]; ".checkpoint.old" (3 letters) never matches
+CHECKPOINT_TEMP = re.compile(rf"\.{CHECKPOINT}\.[a-z0-9_]{{8}}")
+WEIGHTS_TEMP = re.compile(rf"\.{re.escape(WEIGHTS)}\.[a-z0-9_]{{8}}\.tmp")
+# What `start` writes before training (atomic_write_bytes's temporary files for them, and the run's lock): a
+# folder holding only these, and no weights, is a run that stopped before its first checkpoint
+_RUN_FILE = re.compile(rf"(config|run)\.json|\.(config|run)\.json\.[a-z0-9_]{{8}}\.tmp|{re.escape(runlock.LOCK_FILE)}")
+
+
+def weights(run_dir: Path) -> Path:
+    return Path(run_dir) / WEIGHTS
+
+
+def loss_plot(run_dir: Path) -> Path:
+    return Path(run_dir) / LOSS_PLOT
+
+
+def card(run_dir: Path) -> Path:
+    return Path(run_dir) / CARD
+
+
+def has_config(run_dir: Path) -> bool:
+    return (Path(run_dir) / CONFIG).exists()
+
+
+def is_model(folder: Path) -> bool:
+    """Whether `folder` holds a trained model: its config.json and its weights."""
+    return (Path(folder) / CONFIG).is_file() and (Path(folder) / WEIGHTS).is_file()
+
+
+# --- config.json ---------------------------------------------------------------------------------------
+
+
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with the keys older formats left out, given the values they meant then.
+
+    zoo/1 before tasks had no "task" (every model was a character model); a character model's run from
+    before --split and --val-frac held out a random 20%.
+    """
+    config = dict(config)
+    config.setdefault("task", "char-lm")
+    if config["task"] == "char-lm":
+        config.setdefault("split", "random")
+        config.setdefault("val_frac", DEFAULT_VAL_FRAC)
+    return config
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """config.json, brought up to `CONFIG_FORMAT`, with the keys every task has checked; the task checks its own."""
+    path = Path(run_dir) / CONFIG
+    config = read_json(path)
+    for key in ("model", "hparams"):
+        if key not in config:
+            raise ZooError(f"{path}: lacks the key {key!r}")
+    if not isinstance(config["model"], str):
+        raise ZooError(f"{path}: 'model' must be a model name, got {config['model']!r}")
+    if not isinstance(config["hparams"], dict):
+        raise ZooError(f"{path}: 'hparams' must be an object")
+    if not isinstance(config.get("task", "char-lm"), str):
+        raise ZooError(f"{path}: 'task' must be a task name, got {config['task']!r}")
+    return upgrade_config(config)
+
+
+def config_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CONFIG
+
+
+# --- run.json, training.json, the checkpoint's state ----------------------------------------------------
+
+
+def read_run(run_dir: Path | None, required: bool = False) -> dict[str, Any]:
+    """run.json (how the run was made); {} when the folder has none (a model from elsewhere), unless `required`."""
+    path = Path(run_dir) / RUN if run_dir is not None else None
+    if path is not None and (required or path.is_file()):
+        return read_json(path)
+    return {}
+
+
+def write_run(run_dir: Path, record: dict[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / RUN, record)
+
+
+def read_history(run_dir: Path | None) -> list[dict[str, Any]]:
+    """The per-epoch figures a run wrote to training.json (none if it has not finished an epoch)."""
+    if run_dir is None or not (Path(run_dir) / TRAINING).exists():
+        return []
+    return read_json(Path(run_dir) / TRAINING).get("history", [])
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_json(Path(run_dir) / TRAINING, {"history": history})
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """checkpoint/, or the previous one if a swap was cut short."""
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = Path(run_dir) / name
+        if (path / STATE).exists():
+            return path
+    if abandoned_run(run_dir):
+        raise ZooError(
+            f"{run_dir}: the run stopped before its first checkpoint, so there is nothing to resume; start it again with the same --out"
+        )
+    raise ZooError(f"{run_dir}: no checkpoint to resume from (expected {run_dir}/{CHECKPOINT}/{STATE})")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT / STATE).exists()
+
+
+def read_checkpoint_state(run_dir: Path) -> dict[str, Any]:
+    """The counters of the run's checkpoint (epoch, step, trained seconds and items, ...)."""
+    return read_json(Path(run_dir) / CHECKPOINT / STATE)
+
+
+# --- a new run's folder ----------------------------------------------------------------------------------
+
+
+def abandoned_run(out_dir: Path) -> bool:
+    """Whether `out_dir` holds a run that stopped before its first checkpoint, and nothing else.
+
+    That is: its config.json (zoo's, with no weights anywhere) and perhaps run.json, perhaps what a process killed
+    while writing its first checkpoint left half-built, and no other file at all. Such a folder has nothing to
+    resume and nothing of value; any other file may be someone's.
+    """
+    out_dir = Path(out_dir)
+    try:
+        entries = list(out_dir.iterdir())
+    except OSError:
+        return False
+    for e in entries:
+        if e.is_symlink():
+            return False
+        # what a process killed while writing its first checkpoint leaves: a folder it was building, a temp file
+        left_over = (CHECKPOINT_TEMP.fullmatch(e.name) and e.is_dir()) or (WEIGHTS_TEMP.fullmatch(e.name) and e.is_file())
+        if not (left_over or (_RUN_FILE.fullmatch(e.name) and e.is_file())):
+            return False
+    try:
+        config = read_json(out_dir / CONFIG)
+        record = read_json(out_dir / RUN) if (out_dir / RUN).exists() else None
+    except ZooError:  # not JSON, or not a file zoo wrote whole: not ours to overwrite
+        return False
+    if config.get("format") != CONFIG_FORMAT or not isinstance(config.get("model"), str):
+        return False
+    return record is None or record.get("model") == config["model"]
+
+
+def holds_run(out_dir: Path) -> bool:
+    """Whether `out_dir` holds a run to resume (one that stopped before its first checkpoint is started again)."""
+    return has_config(out_dir) and not abandoned_run(out_dir)
+
+
+def _new_out_dir(name: str, base: Path = Path("runs")) -> Path:
+    candidate = base / name
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{name}-{n}"
+    return candidate
+
+
+def claim(name: str, out: str | Path | None, broadcast: Callable[[Any], Any] = lambda value: value) -> Path:
+    """The new run's directory: `out`, or runs/NAME, runs/NAME-2, …; never one that already holds a run.
+
+    A run that stopped before its first checkpoint left only its config.json and run.json: nothing to
+    resume or keep, so a new run may take its folder over (`start` rewrites both files). Under torchrun,
+    `broadcast` hands rank 0's answer to every rank.
+    """
+    out_dir = Path(out) if out is not None else _new_out_dir(name)
+    # rank 0 decides, before any rank writes, so that every rank sees the same answer
+    out_dir, problem = broadcast((out_dir, _why_not_ours(out_dir)))
+    if problem:
+        raise ZooError(problem)
+    return out_dir
+
+
+def _why_not_ours(out_dir: Path) -> str | None:
+    """Why a new run may not write into `out_dir` (None if it may): it holds a run, or files that are someone's."""
+    if runlock.is_locked(out_dir):  # a live run before its first checkpoint looks abandoned: the lock tells
+        return runlock.busy(out_dir)
+    if abandoned_run(out_dir):
+        return None
+    if (out_dir / CONFIG).exists():
+        return f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose another --out"
+    try:
+        entries = sorted(p for p in out_dir.iterdir() if p.name != runlock.LOCK_FILE) if out_dir.is_dir() else []
+        other = entries[0] if entries else None
+    except OSError:
+        other = None  # unreadable: writing the run will say what is wrong
+    if other is not None:  # a run writes model.safetensors, loss.png, ...: never over files that are not its own
+        return f"{out_dir} is not empty and holds no zoo run (it has {other.name!r}); choose a new or empty folder for --out"
+    return None
+
+
+def start(out_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> None:
+    """Create the run directory with its config.json and run.json, and hold its lock (zoo.runlock)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None
+    runlock.lock(out_dir)  # held until zoo.train returns: no other process may train here meanwhile
+    try:
+        atomic_write_json(out_dir / CONFIG, config)
+        atomic_write_json(out_dir / RUN, record)
+    except OSError as exc:
+        raise ZooError(f"cannot write the run to {out_dir} ({exc.strerror})") from None

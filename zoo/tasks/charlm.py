@@ -1,0 +1,304 @@
+"""The "char-lm" task: the next character of a text (cross-entropy in nats/char, accuracy).
+
+Its data path: a text source (zoo.data.sources), its vocabulary, and windows or streams of it
+(zoo.data.batching). Its models meet `zoo.model.CharLM`; a trained one is a `LoadedModel`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo import checks, cudagraph
+from zoo.checkpoint import tag_vocab
+from zoo.data.batching import SPLITS, make_batches
+from zoo.data.sources import FileText, resolve
+from zoo.data.vocab import Vocab
+from zoo.errors import ZooError, ZooWarning
+from zoo.model import build
+from zoo.options import DEFAULT_VAL_FRAC, percent
+from zoo.rundir import read_run
+from zoo.runtime import autocast
+from zoo.sampling import sample as _sample
+from zoo.spec import Batching, ModelSpec
+from zoo.tasks.base import Plan, Prepared, Task, TrainedModel
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+
+
+def _batch_size(state: Any) -> int:
+    return (state[0] if isinstance(state, tuple) else state).shape[0]
+
+
+def _detach(state: Any) -> Any:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def forward(model: nn.Module, x: torch.Tensor, state: Any = None, net: nn.Module | None = None) -> tuple[torch.Tensor, Any]:
+    """Logits for a batch; a stateful model gets the state the previous batch left (detached: truncated BPTT).
+
+    `net` is what to call when it is not the model itself (its DistributedDataParallel wrapper).
+    """
+    net = model if net is None else net
+    if not getattr(model, "stateful", False):
+        return net(x), None
+    if state is None or _batch_size(state) != x.shape[0]:
+        state = model.init_state(x.shape[0])
+    logits, state = net(x, state)
+    return logits, _detach(state)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy (nats per character) and accuracy over every target of `batches`."""
+    loss, acc, _ = evaluate_targets(model, batches, device, amp)
+    return loss, acc
+
+
+@torch.no_grad()
+def evaluate_targets(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float, int]:
+    """`evaluate`, and how many targets (characters predicted) it averaged over."""
+    was_training = model.training
+    model.eval()
+    total = correct = 0
+    loss_sum = 0.0
+    state = None  # a stateful model starts evaluation from a zero state and carries it
+    try:
+        for x, y in batches.epoch():
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast(device, amp):
+                logits, state = forward(model, x, state)
+            logits = logits.reshape(-1, logits.shape[-1]).float()
+            y = y.reshape(-1)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            total += y.numel()
+    finally:
+        model.train(was_training)
+    return loss_sum / max(1, total), correct / max(1, total), total
+
+
+def encode(vocab: Vocab, text: str) -> torch.Tensor:
+    dtype = torch.uint8 if len(vocab) <= 256 else torch.int32
+    return torch.tensor(vocab.encode(text), dtype=dtype)
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclasses.dataclass
+class CharData:
+    """A text and its vocabulary, cut into batches once the run knows its batch size and split."""
+
+    text: str
+    vocab: Vocab
+    batching: Batching
+    batch_size: int
+    split: str
+    val_frac: float
+    train: Any = None
+    val: Any = None
+
+    def batches(self) -> tuple[Any, Any]:
+        if self.train is None:
+            ids = encode(self.vocab, self.text)
+            self.train, self.val = make_batches(ids, self.batching, self.batch_size, self.split, val_frac=self.val_frac)
+        return self.train, self.val
+
+
+class CharPrepared(Prepared):
+    def batches(self) -> tuple[Any, Any]:
+        self.train, self.val = self.detail.batches()
+        return self.train, self.val
+
+
+class CharLMTask(Task):
+    unit = "chars"
+    loss_label = "cross-entropy (nats/char)"
+    columns = (("val_acc", 7, ".3f"),)
+    fuses_loss = True
+    distributed = True
+    own_options = frozenset({"val_frac", "cuda_graph"})
+
+    def plan(self, spec: ModelSpec, opts: Any, base: Plan) -> Plan:
+        base.val_frac = DEFAULT_VAL_FRAC if opts.val_frac is None else opts.val_frac
+        if base.split not in SPLITS:
+            raise ZooError(f"--split {base.split}: unknown (known: {', '.join(SPLITS)})")
+        if spec.batching.kind == "streams" and base.split != "tail":  # streams always hold out the end of the text
+            why = f"--split {base.split}: {spec.name} reads contiguous streams, so it holds out the end of the text"
+            warnings.warn(why, ZooWarning, stacklevel=4)
+            base.split = "tail"
+        return base
+
+    def prepare(self, spec: ModelSpec, plan: Plan, data: Any, datasets: dict[str, Any]) -> Prepared:
+        source = resolve(data, spec.dataset, datasets)
+        text = source.read_text()
+        vocab = Vocab.from_text(text)
+        # a file is recorded by its path; a registered corpus by its name
+        data_id = str(Path(source.path).resolve()) if isinstance(source, FileText) else source.name
+        config = {"val_frac": plan.val_frac, "batching": dataclasses.asdict(spec.batching), "vocab": vocab.chars}
+        detail = CharData(text, vocab, spec.batching, plan.batch_size, plan.split, plan.val_frac)
+        return CharPrepared(source.name, data_id, text_sha256(text), config, detail)
+
+    def build(self, spec: ModelSpec, hparams: dict[str, Any], config: dict[str, Any]) -> nn.Module:
+        vocab = config["vocab"]
+        return tag_vocab(build(spec, len(vocab), hparams), vocab)
+
+    def check_model(self, model: nn.Module, spec: ModelSpec, device: torch.device, opts: Any, distributed: bool) -> None:
+        if opts.cuda_graph:
+            cudagraph.check_usable(device, model, spec.name, distributed)
+
+    def data_line(self, prepared: Prepared, plan: Plan) -> str:
+        d = prepared.detail
+        return (
+            f"{len(d.text):,} chars, vocab {len(d.vocab)}, {d.train.rows:,} training rows, {d.val.rows:,} validation rows "
+            f"({plan.split} split, {percent(plan.val_frac)} held out)"
+        )
+
+    def run_options(self, plan: Plan, prepared: Prepared, opts: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        return {**extra, "val_frac": plan.val_frac, "overrides": list(opts.overrides)}
+
+    def check_config(self, path: Path, config: dict[str, Any]) -> None:
+        for key in ("vocab", "batching"):
+            if key not in config:
+                raise ZooError(f"{path}: lacks the key {key!r}")
+        if not isinstance(config["batching"], dict):
+            raise ZooError(f"{path}: 'hparams' and 'batching' must be objects")
+        if not isinstance(config["vocab"], list) or not all(isinstance(c, str) for c in config["vocab"]):
+            raise ZooError(f"{path}: 'vocab' must be a list of characters")
+        try:
+            Vocab(config["vocab"])
+        except ZooError as exc:
+            raise ZooError(f"{path}: {exc}") from None
+        try:
+            Batching(**config["batching"])
+        except (TypeError, ValueError) as exc:
+            raise ZooError(f"{path}: 'batching' is not a batching scheme ({exc})") from None
+
+    def reread(self, spec: ModelSpec, config: dict[str, Any], record: dict[str, Any], datasets: dict[str, Any], run_dir: Path) -> Prepared:
+        options = record.get("options", {})
+        source = resolve(options["data"], spec.dataset, datasets)
+        text = source.read_text()
+        if text_sha256(text) != record.get("data_sha256"):
+            raise ZooError(f"the data {options['data']!r} changed since the run started; cannot resume {run_dir} exactly")
+        vocab = Vocab(config["vocab"])
+        detail = CharData(text, vocab, Batching(**config["batching"]), options["batch_size"], config["split"], config["val_frac"])
+        return CharPrepared(source.name, config.get("data", ""), record.get("data_sha256", ""), {}, detail)
+
+    def result(self, spec: ModelSpec, model: nn.Module, config: dict[str, Any], path: Path | None) -> TrainedModel:
+        return LoadedModel(spec, model, Vocab(config["vocab"]), config, path)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return loss_fn(out, y)
+
+    def evaluate(self, model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> dict[str, float]:
+        loss, acc = evaluate(model, batches, device, amp)
+        return {"val_loss": loss, "val_acc": acc}
+
+    def count(self, x: Any, y: torch.Tensor) -> int:
+        return int(x.numel())
+
+
+class LoadedModel(TrainedModel):
+    """A character model with its vocabulary and config, ready to sample and evaluate."""
+
+    def __init__(self, spec: ModelSpec, model: nn.Module, vocab: Vocab, config: dict[str, Any], path: Path | None = None) -> None:
+        super().__init__(spec, model, config, path)
+        self.vocab = vocab
+
+    @property
+    def batching(self) -> Batching:
+        return Batching(**self.config["batching"])
+
+    @property
+    def context(self) -> int | None:
+        """Characters one prediction saw in training (None: the state is carried across batches)."""
+        b = self.batching
+        return b.length if b.kind == "windows" else None
+
+    @functools.cached_property
+    def run_record(self) -> dict[str, Any]:
+        """The run's run.json (how it was trained: options, data sha256, versions); {} when the folder has none."""
+        return read_run(self.path)
+
+    def _overlap(self, text: str, split: str, val_frac: float) -> str | None:
+        """Why evaluating on these rows would be optimistic: they include rows the model trained on. None if not."""
+        run_split, run_frac = self.config["split"], self.config["val_frac"]
+        if self.batching.kind == "streams":  # streams always hold out the end of the text, whatever the split
+            split = run_split = "tail"
+        if split == run_split and val_frac <= run_frac:
+            return None  # the run's own held-out rows, or a part of them (both splits nest as the fraction shrinks)
+        trained_on = self.run_record.get("data_sha256")
+        if trained_on is None or text_sha256(text) != trained_on:
+            return None  # another text (or a run that did not record its own): no rows in common
+        return (
+            f"{self.name} held out the {run_split} {percent(run_frac)} of this text in training; the {split} "
+            f"{percent(val_frac)} overlaps rows it trained on, so the loss is optimistic"
+        )
+
+    def _training_batch_size(self) -> int:
+        return int(self.run_record.get("options", {}).get("batch_size") or self.spec.batch_size)
+
+    def sample(
+        self,
+        prompt: str,
+        length: int = 400,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        seed: int | None = None,
+        num_samples: int = 1,
+    ) -> str | list[str]:
+        """Continue `prompt` by `length` characters; temperature 0 is greedy. A list if num_samples > 1."""
+        texts = _sample(
+            self.model,
+            self.vocab,
+            prompt,
+            length,
+            context=self.context,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+            num_samples=num_samples,
+        )
+        return texts if num_samples > 1 else texts[0]
+
+    def evaluate(
+        self, data: str | None = None, split: str | None = None, batch_size: int | None = None, val_frac: float | None = None
+    ) -> dict[str, float]:
+        """Validation loss (nats/char), bits/char and accuracy on `data` (default: the training data).
+
+        `split` and `val_frac` (the fraction held out) default to the run's own. So does `batch_size` for a
+        stateful model, whose held-out text is cut into that many streams (so the figure is its training's);
+        windowed models are evaluated 2,048 rows at a time, which does not change the figure.
+        """
+        from zoo import registry
+        from zoo.options import check_val_frac
+
+        if batch_size is None:
+            batch_size = self._training_batch_size() if self.batching.kind == "streams" else 2048
+        batch_size = checks.whole("--batch-size", batch_size, 1)
+        val_frac = check_val_frac(self.config["val_frac"] if val_frac is None else val_frac)
+        source = resolve(data if data is not None else self.config.get("data"), self.spec.dataset, registry.datasets())
+        text = source.read_text()
+        unknown = self.vocab.unknown(text)
+        if unknown:
+            raise ZooError(f"the text has {len(unknown)} characters the model's vocabulary lacks, e.g. {unknown[0]!r}")
+        split = split or self.config["split"]
+        overlap = self._overlap(text, split, val_frac)
+        if overlap:
+            warnings.warn(overlap, ZooWarning, stacklevel=2)
+        _, val = make_batches(encode(self.vocab, text), self.batching, batch_size, split, val_frac=val_frac)
+        loss, acc, chars = evaluate_targets(self.model, val, self.device)
+        # rows: windows, or a stream model's segments; chars: the characters predicted, comparable across models
+        return {"val_loss": loss, "val_bpc": loss / 0.6931471805599453, "val_acc": acc, "chars": chars, "rows": val.rows}
