@@ -128,7 +128,6 @@ def test_no_core_function_takes_more_than_eight_parameters():
         ("zoo.sampling", "sample"),  # the sampler's documented keywords (LoadedModel.sample's)
         ("zoo.sampling", "_sample_stepping"),
         ("zoo.sampling", "sample_by_rerunning"),
-        ("zoo.trainer", "__init__"),  # not yet: the Trainer's settings are still loose keywords (issue 18, open)
     }
     found = []
     for module, path in MODULES.items():

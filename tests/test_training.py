@@ -491,12 +491,12 @@ def test_the_lessons_figures_are_shown_only_beside_the_lessons_corpus():
 
 
 def test_the_epoch_table_shows_the_lessons_training_loss_where_it_gave_no_validation_loss(tmp_path):
-    from zoo.trainer import RunInfo, Trainer
+    from zoo.trainer import RunInfo, Trainer, TrainerSettings
 
     model = torch.nn.Linear(2, 2)
     run = RunInfo(name="m", out_dir=tmp_path, config={}, device="cpu", epochs=3)
-    kwargs = dict(seed=0, device=torch.device("cpu"), out_dir=tmp_path, run=run, quiet=True)
-    trainer = Trainer(model, [], [], [1e-3] * 3, reference=[1.805, None], reference_trn=[None, 2.08], **kwargs)
+    settings = TrainerSettings(quiet=True, reference=[1.805, None], reference_trn=[None, 2.08])
+    trainer = Trainer(model, [], [], [1e-3] * 3, run, settings)
     assert [trainer.lesson_figure(e) for e in range(3)] == ["1.805", "2.080 trn", "-"]
 
 

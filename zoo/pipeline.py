@@ -32,7 +32,7 @@ from zoo.plugins import host
 from zoo.runtime import device_note, resolve_amp, resolve_device, resumed_amp
 from zoo.spec import OPTIMIZERS, ModelSpec
 from zoo.tasks import Plan, Task, TrainedModel
-from zoo.trainer import RunInfo, Trainer
+from zoo.trainer import RunInfo, Trainer, TrainerSettings
 
 # --- what a fit function gets ---------------------------------------------------------------------------------
 
@@ -68,13 +68,14 @@ class FitContext:
         """zoo's Trainer for this run (`train`: other training batches, e.g. a wrapper that records each step)."""
         run = RunInfo(name=self.spec.name, out_dir=self.out_dir, config=self.config, device=str(self.device), epochs=len(self.epoch_lrs))
         data_id = self.config.get("data")
-        self.last_trainer = Trainer(
-            self.model, train if train is not None else self.data.train, self.data.val, self.epoch_lrs,
-            seed=self.seed, device=self.device, out_dir=self.out_dir, run=run, amp=self.amp, hook=host().pm.hook,
-            callbacks=self.callbacks, reference=reference_losses(self.spec, data_id, self.data_sha256),
+        settings = TrainerSettings(
+            seed=self.seed, device=self.device, amp=self.amp, hook=host().pm.hook, callbacks=self.callbacks,
+            reference=reference_losses(self.spec, data_id, self.data_sha256),
             reference_trn=reference_losses(self.spec, data_id, self.data_sha256, "trn"), quiet=self.quiet, task=self.task,
             optimizer=self.spec.optimizer, dist=self.dist, cuda_graph=self.cuda_graph,
         )  # fmt: skip
+        batches = train if train is not None else self.data.train
+        self.last_trainer = Trainer(self.model, batches, self.data.val, self.epoch_lrs, run, settings)
         return self.last_trainer
 
     def run_trainer(self, train: Any = None) -> list[dict[str, float]]:

@@ -149,38 +149,37 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     raise ZooError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")
 
 
+@dataclass
+class TrainerSettings:
+    """How a Trainer runs, besides its model, batches and schedule (zoo.pipeline.FitContext fills it in)."""
+
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: bool = False
+    hook: Any = None  # the plugin host's pluggy hook caller: zoo_on_train_start, ...
+    callbacks: list[Any] | None = None
+    reference: list[float | None] | None = None  # the lesson's validation loss per epoch (None where it gave none)
+    reference_trn: list[float | None] | None = None  # and its training loss: char3's only figure
+    quiet: bool = False
+    task: Task | None = None  # char-lm when None
+    optimizer: str = "adam"
+    dist: Any = None  # zoo.distributed.Dist under torchrun
+    cuda_graph: bool = False
+
+
 class Trainer:
     def __init__(
-        self,
-        model: nn.Module,
-        train_batches: Any,
-        val_batches: Any,
-        epoch_lrs: list[float],
-        *,
-        seed: int,
-        device: torch.device,
-        out_dir: Path,
-        run: RunInfo,
-        amp: bool = False,
-        hook: Any = None,
-        callbacks: list[Any] | None = None,
-        reference: list[float | None] | None = None,
-        reference_trn: list[float | None] | None = None,
-        quiet: bool = False,
-        task: Task | None = None,
-        optimizer: str = "adam",
-        dist: Any = None,
-        cuda_graph: bool = False,
+        self, model: nn.Module, train_batches: Any, val_batches: Any, epoch_lrs: list[float], run: RunInfo, settings: TrainerSettings
     ) -> None:
+        device = settings.device
         self.model = model.to(device)
-        self.dist = dist or distributed.SINGLE
+        self.dist = settings.dist or distributed.SINGLE
         self.net: nn.Module = self.model  # what the loop calls: the model, or its DDP wrapper under torchrun
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        if not self.dist.main:  # only rank 0 prints and calls hooks
-            quiet, hook, callbacks = True, None, None
+        main = self.dist.main  # only rank 0 prints and calls hooks
         # On an accelerator, the corpus moves there once and batches are gathered there: no copy per step.
         self._pending_loss: torch.Tensor | None = None  # loss x rows summed on the device since the last read
         self._pending_rows = 0
@@ -189,25 +188,25 @@ class Trainer:
         self.train_batches = train_batches.to(device) if on_device and hasattr(train_batches, "to") else train_batches
         self.val_batches = val_batches.to(device) if on_device and hasattr(val_batches, "to") else val_batches
         self.epoch_lrs = epoch_lrs
-        self.seed = seed
+        self.seed = settings.seed
         self.device = device
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(run.out_dir)
         self.run = run
-        self.amp = amp_applies(amp, device)
-        self.hook = hook
-        self.callbacks = callbacks or []
-        self.reference = reference or []  # the lesson's validation loss per epoch (None where it gave none)
-        self.reference_trn = reference_trn or []  # and its training loss: char3's only figure
-        self.quiet = quiet
+        self.amp = amp_applies(settings.amp, device)
+        self.hook = settings.hook if main else None
+        self.callbacks = (settings.callbacks or []) if main else []
+        self.reference = settings.reference or []
+        self.reference_trn = settings.reference_trn or []
+        self.quiet = settings.quiet or not main
         self._stop = _StopRequests(self._say)
         self._warned_wrappers: set[tuple[str, str]] = set()
-        self.task = task if task is not None else CharLMTask()  # loss, metrics, table columns
-        self.opt = make_optimizer(optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
+        self.task = settings.task if settings.task is not None else CharLMTask()  # loss, metrics, table columns
+        self.opt = make_optimizer(settings.optimizer, model.parameters(), lr=epoch_lrs[0] if epoch_lrs else 1e-3)
         # A model that computes the task's loss itself from targets (zoo.model: `fused_loss`) is called that way.
         self.fused_loss = self.task.fuses_loss and uses_fused_loss(model)
         self.state = TrainState()
         self.carried: Any = None  # a stateful model's hidden state between batches
-        self.graphs = self._graphed_steps() if cuda_graph else None
+        self.graphs = self._graphed_steps() if settings.cuda_graph else None
 
     def _graphed_steps(self) -> GraphedSteps:
         """The step captured as a CUDA graph (zoo.cudagraph), where it can be: one GPU, a model without carried state."""
