@@ -86,9 +86,6 @@ class LineFitTask(Task):
     def data_line(self, prepared: Prepared, plan: Plan) -> str:
         return f"{prepared.train.rows} training points, {prepared.val.rows} held out"
 
-    def run_options(self, plan: Plan, prepared: Prepared, opts: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        return {**extra, "overrides": list(opts.overrides)}
-
     def check_config(self, path: Path, config: dict[str, Any]) -> None:
         if not isinstance(config.get("points"), int):
             raise ZooError(f"{path}: 'points' must be a whole number")

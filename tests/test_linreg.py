@@ -139,3 +139,10 @@ def test_a_diverging_hand_fit_fails_like_the_trainer_does(method, tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "Warning" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]  # after the progress table: the error
     assert line.startswith("zoo: error:") and "diverged" in line and "--lr" in line
+
+
+def test_a_table_run_stopped_mid_epoch_says_where_like_a_character_run(tmp_path):
+    m = zoo.train("linreg-sgd", out=tmp_path / "r", max_steps=3, quiet=True, device="cpu")
+    assert m.partial is not None and (m.partial["epoch"], m.partial["step"]) == (1, 3)
+    resumed = zoo.train(resume=tmp_path / "r", quiet=True, device="cpu")
+    assert resumed.partial is None and len(resumed.history) == 10

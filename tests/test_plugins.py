@@ -407,3 +407,32 @@ def test_entry_point_plugins_come_from_installed_metadata(in_process):
     assert set(BUILTIN_PLUGINS) <= set(infos)
     assert all(infos[name].distribution == "zoo" and infos[name].version == zoo.__version__ for name in BUILTIN_PLUGINS)
     assert infos["corpora"].hooks == ["zoo_register_datasets"]
+
+
+class _PathDatasetPlugin:
+    """A corpus object that happens to carry a `path`: it is still recorded by its name."""
+
+    class Corpus:
+        name = "notes-corpus"
+        summary = "a plugin's corpus with a path attribute"
+
+        def __init__(self, path):
+            self.path = path
+
+        def read_text(self):
+            return self.path.read_text(encoding="utf-8")
+
+    def __init__(self, path):
+        self.corpus = self.Corpus(path)
+
+    @zoo.hookimpl
+    def zoo_register_datasets(self, register):
+        register(self.corpus)
+
+
+def test_a_registered_dataset_is_recorded_by_name_even_with_a_path_attribute(in_process, small_corpus, tmp_path):
+    in_process(_PathDatasetPlugin(small_corpus), "notes")
+    m = zoo.train("char-rnn", data="notes-corpus", out=tmp_path / "r", max_steps=2, quiet=True, device="cpu",
+                  overrides=["n_hidden=8", "n_fac=4"])  # fmt: skip
+    assert m.config["data"] == "notes-corpus"
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["options"]["data"] == "notes-corpus"

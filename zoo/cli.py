@@ -282,18 +282,15 @@ def train(name: str | None, **options: Any) -> None:
 
     if not distributed.from_env().main:  # under torchrun only rank 0 reports
         return
-    partial = getattr(m, "partial", None)
+    partial = m.partial
     if partial:  # stopped mid-epoch by --max-steps or --budget: show where, and the loss so far
         click.echo(
             f"{m.name}: stopped at epoch {partial['epoch']}, batch {partial['step']} (trn_loss so far {partial['trn_loss']:.4f}); "
             f"continue with zoo train --resume {m.path}"
         )
         return
-    if m.history and callable(getattr(m, "report", None)):  # a table model says what it reached in its own terms
+    if m.history:  # the last epoch's figures, in the model's own terms (TrainedModel.report)
         click.echo(m.report())
-    elif m.history:
-        last = m.history[-1]
-        click.echo(f"{m.name}: val_loss {last['val_loss']:.4f} after epoch {int(last['epoch'])}; weights in {m.path}")
     else:
         click.echo(f"{m.name}: stopped before the first epoch ended; continue with zoo train --resume {m.path}")
 

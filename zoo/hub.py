@@ -13,7 +13,7 @@ from zoo import published, rundir
 from zoo.errors import ZooError, warn
 
 
-def _hub_error(exc: Exception, what: str) -> ZooError:
+def hub_error(exc: Exception, what: str) -> ZooError:
     """One clear line for the errors a Hub user meets (never the token)."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -27,7 +27,7 @@ def _hub_error(exc: Exception, what: str) -> ZooError:
     # before EntryNotFoundError: LocalEntryNotFoundError is one of them
     if isinstance(exc, OfflineModeIsEnabled) and what.startswith("push"):
         return ZooError(f"{what}: HF_HUB_OFFLINE=1 is set, and pushing needs the Hub")
-    if _is_connection_error(exc):
+    if is_connection_error(exc):
         return ZooError(f"{what}: cannot reach the Hub ({type(exc).__name__}); check the network or HF_ENDPOINT")
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         return ZooError(f"{what}: not in the local Hub cache and the Hub cannot be reached (HF_HUB_OFFLINE or no network)")
@@ -47,7 +47,7 @@ def _hub_error(exc: Exception, what: str) -> ZooError:
     return ZooError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
     """huggingface_hub lets its HTTP client's connection errors through (httpx's are not OSError)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError", "ConnectionError"})
@@ -89,9 +89,9 @@ def pull(name: str, revision: str | None = None, *, local_only: bool = False) ->
         folder = Path(snapshot_download(repo, revision=rev, allow_patterns=patterns, local_files_only=local_only))
     except Exception as exc:
         known = (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError, ValueError)
-        if not isinstance(exc, known) and not _is_connection_error(exc):
+        if not isinstance(exc, known) and not is_connection_error(exc):
             raise
-        raise _hub_error(exc, f"pull {what}") from None
+        raise hub_error(exc, f"pull {what}") from None
     if entry is None:
         if not local_only:
             warn(f"{name} is not in registry.toml: no pinned hashes to verify its files against")

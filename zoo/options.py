@@ -6,7 +6,7 @@ hand it to the run pipeline (zoo.pipeline), which is the only code that reads it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,11 @@ class TrainOptions:
     callbacks: tuple[Any, ...] | None = None
     train_options: dict[str, Any] | None = None
     cuda_graph: bool = False
-    given: dict[str, Any] = field(default_factory=dict, compare=False)  # as the caller passed them, for a spec's fit
+
+    @property
+    def given(self) -> dict[str, Any]:
+        """What a spec's `fit` function sees of the options (zoo.pipeline.FitContext.given)."""
+        return {"epochs": self.epochs, "lr": self.lr, "max_steps": self.max_steps, "max_seconds": self.max_seconds}
 
     @classmethod
     def checked(cls, name: str | None = None, **kw: Any) -> TrainOptions:
@@ -126,7 +130,6 @@ class TrainOptions:
             out=out, resume=resume, overrides=overrides, split=kw.get("split"), val_frac=val_frac, max_steps=max_steps,
             max_seconds=max_seconds, amp=amp, quiet=quiet, callbacks=None if callbacks is None else tuple(callbacks),
             train_options=train_options, cuda_graph=cuda_graph,
-            given={"epochs": epochs, "lr": lr, "max_steps": max_steps, "max_seconds": max_seconds},
         )  # fmt: skip
         if resume is not None:
             opts.refuse_fixed_on_resume()

@@ -82,13 +82,9 @@ class FitContext:
         return self.trainer(train).fit(max_steps=self.given.get("max_steps"), max_seconds=self.given.get("max_seconds"))
 
 
-def _default_fit(ctx: FitContext) -> list[dict[str, float]]:
-    return ctx.run_trainer()
-
-
 def _fit_function(spec: ModelSpec) -> Any:
-    """The spec's `fit` ("module:function"), imported when training starts; zoo's Trainer if it names none."""
-    return import_object(spec.fit, f"model {spec.name!r}", "fit function") if spec.fit else _default_fit
+    """The spec's `fit` ("module:function"), imported when training starts; None: zoo's Trainer trains it."""
+    return import_object(spec.fit, f"model {spec.name!r}", "fit function") if spec.fit else None
 
 
 # --- what the run records -------------------------------------------------------------------------------
@@ -261,9 +257,8 @@ def _new_run(opts: TrainOptions) -> TrainedModel:
 
     out_dir = rundir.claim(spec.name, opts.out, functools.partial(distributed.broadcast, d))
     config = {**base_config(spec, plan.hparams, plan.split, prepared.data_id), **prepared.config}
-    common = {**record_lrs(plan.lrs), "batch_size": plan.batch_size, "seed": plan.seed, "device": str(dev), "amp": opts.amp,
-              "data": prepared.data_id, "split": plan.split}  # fmt: skip
-    options = task.run_options(plan, prepared, opts, common)
+    options = {**record_lrs(plan.lrs), "batch_size": plan.batch_size, "seed": plan.seed, "device": str(dev), "amp": opts.amp,
+               "data": prepared.data_id, "split": plan.split, **task.run_options(plan), "overrides": list(opts.overrides)}  # fmt: skip
     if task.distributed:
         options["world_size"] = d.world
     torch.manual_seed(plan.seed)
@@ -274,7 +269,7 @@ def _new_run(opts: TrainOptions) -> TrainedModel:
     if d.main:
         rundir.start(out_dir, config, run_record(spec, options, dev, prepared.sha256))
     ctx = FitContext(
-        spec, task, model, prepared, plan.lrs, plan.seed, dev, out_dir, config, plan.train_options, given=dict(opts.given),
+        spec, task, model, prepared, plan.lrs, plan.seed, dev, out_dir, config, plan.train_options, given=opts.given,
         amp=amp, quiet=quiet, callbacks=list(opts.callbacks) if opts.callbacks is not None else None, dist=d,
         cuda_graph=opts.cuda_graph, data_sha256=prepared.sha256,
     )  # fmt: skip
@@ -287,14 +282,20 @@ def _new_run(opts: TrainOptions) -> TrainedModel:
     return _fit(ctx, _fit_function(spec))
 
 
-def _fit(ctx: FitContext, fit: Any) -> TrainedModel:
-    """Run `fit`, keep the weights and history it ends with, and hand back the trained model."""
+def _fit(ctx: FitContext, fit: Any = None) -> TrainedModel:
+    """Train with zoo's Trainer (the one `ctx` built already, if any) or a spec's `fit` function, and hand back the
+    trained model. The Trainer writes the weights and training.json with every checkpoint; a fit function's are
+    written here."""
     try:
-        history = fit(ctx)
-        if ctx.dist.main:
-            save_weights(rundir.weights(ctx.out_dir), ctx.model)
-            if history:
-                rundir.write_history(ctx.out_dir, history)
+        if fit is None:
+            trainer = ctx.last_trainer or ctx.trainer()
+            trainer.fit(max_steps=ctx.given.get("max_steps"), max_seconds=ctx.given.get("max_seconds"))
+        else:
+            history = fit(ctx)
+            if ctx.dist.main:
+                save_weights(rundir.weights(ctx.out_dir), ctx.model)
+                if history:
+                    rundir.write_history(ctx.out_dir, history)
     except OSError as exc:
         raise ZooError(f"cannot write to {ctx.out_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     finally:
@@ -338,7 +339,7 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     prepared.batches()
     ctx = FitContext(
         spec, task, model, prepared, lrs, options["seed"], dev, run_dir, config, options.get("train_options", {}),
-        given={"max_steps": opts.max_steps, "max_seconds": opts.max_seconds}, amp=resumed_amp(options, dev),
+        given=opts.given, amp=resumed_amp(options, dev),
         quiet=opts.quiet or not d.main, callbacks=list(opts.callbacks) if opts.callbacks is not None else None, dist=d,
         cuda_graph=opts.cuda_graph, data_sha256=record.get("data_sha256"),
     )  # fmt: skip
@@ -357,7 +358,7 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     except OSError as exc:
         raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     ctx.say(resuming_line(spec.name, run_dir, trainer))
-    return _fit(ctx, lambda c: trainer.fit(max_steps=opts.max_steps, max_seconds=opts.max_seconds))
+    return _fit(ctx)
 
 
 # --- a trained model from its folder ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from zoo.api import LoadedModel, load
 from zoo.card import MARKER, render
 from zoo.errors import ZooError, warn
 from zoo.fileio import atomic_write_bytes, atomic_write_json
-from zoo.hub import _hub_error, _is_connection_error
+from zoo.hub import hub_error, is_connection_error
 from zoo.options import percent
 
 
@@ -166,9 +166,9 @@ def push(
             commit_message=message or f"zoo push {config['model']}",
         )
     except Exception as exc:  # one line for every way the Hub or the network can say no
-        if not isinstance(exc, (HfHubHTTPError, OSError, ValueError)) and not _is_connection_error(exc):
+        if not isinstance(exc, (HfHubHTTPError, OSError, ValueError)) and not is_connection_error(exc):
             raise
-        raise _hub_error(exc, f"push to {repo_id}") from None
+        raise hub_error(exc, f"push to {repo_id}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info.commit_url, info.oid

@@ -68,7 +68,7 @@ def has_config(run_dir: Path) -> bool:
 
 
 def is_model(folder: Path) -> bool:
-    """Whether `folder` holds a trained model: its config.json and its weights."""
+    """Whether `folder` holds a trained model: its config.json and its weights (what `zoo plot` looks for)."""
     return (Path(folder) / CONFIG).is_file() and (Path(folder) / WEIGHTS).is_file()
 
 

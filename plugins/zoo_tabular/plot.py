@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from zoo import rundir
 from zoo.errors import ZooError
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -23,7 +24,7 @@ def latest_run(name: str, base: Path = Path("runs")) -> Path | None:
     runs = []
     for d in base.glob(f"{name}*"):
         m = re.fullmatch(re.escape(name) + r"(?:-(\d+))?", d.name)
-        if m and (d / "config.json").is_file() and (d / "model.safetensors").is_file():
+        if m and rundir.is_model(d):
             runs.append((int(m.group(1) or 1), d))
     return max(runs)[1] if runs else None
 
@@ -34,11 +35,11 @@ def find_model(model: str) -> tuple[Any, bool]:
     from zoo import api
 
     path = Path(model)
-    if not (path / "config.json").exists() and "/" not in model:
+    if not rundir.has_config(path) and "/" not in model:
         run = latest_run(model)
         if run is not None:
             path = run
-    if (path / "config.json").exists():
+    if rundir.has_config(path):
         return api.load(path), True
     try:
         return api.load(model), False

@@ -3,10 +3,11 @@
 A task is registered as a `zoo.TaskSpec` (zoo's own in `zoo.spec.BUILTIN_TASKS`, a plugin's through the
 `zoo_register_tasks` hook) naming a subclass of `Task`. The run pipeline (zoo.pipeline) calls, for a new run:
 
-    plan(spec, opts, given)         the task's own checks of the options, and the resolved `Plan`
-    prepare(spec, plan, datasets)   read and check the data: a `Prepared` (batches, config keys, data id, sha256)
-    build(spec, hparams, config)    a fresh model, sized from the data (a vocabulary, a table's columns)
-    check_model(model, plan, opts)  refuse what this model cannot do (before any file is written)
+    plan(spec, opts, base)                  the task's own checks of the options, on the common `Plan`
+    prepare(spec, plan, data, datasets)     read and check the data: a `Prepared` (batches, config keys, id, sha256)
+    build(spec, hparams, config)            a fresh model, sized from the data (a vocabulary, a table's columns)
+    check_model(model, spec, device, ...)   refuse what this model cannot do (before any file is written)
+    run_options(plan)                       the task's own keys of run.json's "options"
 
 and while training (zoo.trainer), for every batch and epoch:
 
@@ -21,6 +22,7 @@ and for a run folder (zoo.rundir): `check_config(path, config)` (the task's keys
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,7 @@ class Prepared:
     """A task's data, ready to train on: the batches and what config.json and run.json record of them.
 
     `train` and `val` are batches (`len()`, `rows`, `epoch(seed, epoch, start_step, rank, world)`); a task may
-    make them only when `batches()` is called, after the run's folder is claimed. `detail` is the task's own.
+    leave them to `make`, which `batches()` calls once the run's folder is claimed. `detail` is the task's own.
     """
 
     name: str  # what the training header calls the data
@@ -70,8 +72,11 @@ class Prepared:
     detail: Any = None
     train: Any = None
     val: Any = None
+    make: Callable[[], tuple[Any, Any]] | None = None
 
     def batches(self) -> tuple[Any, Any]:
+        if self.train is None and self.make is not None:
+            self.train, self.val = self.make()
         return self.train, self.val
 
 
@@ -106,9 +111,9 @@ class Task:
         """The training header's account of the data: "N chars, vocab V, …" or "N rows, …"."""
         return prepared.name
 
-    def run_options(self, plan: Plan, prepared: Prepared, opts: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        """run.json's "options"."""
-        raise NotImplementedError
+    def run_options(self, plan: Plan) -> dict[str, Any]:
+        """The task's own keys of run.json's "options" (the pipeline records the common ones)."""
+        return {}
 
     def notes(self, prepared: Prepared) -> list[str]:
         """Lines printed after the header (e.g. a baseline to beat)."""

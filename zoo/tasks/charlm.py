@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import checks, cudagraph
+from zoo import checks, cudagraph, registry
 from zoo.checkpoint import tag_vocab
 from zoo.data.batching import SPLITS, make_batches
 from zoo.data.sources import FileText, resolve
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError, ZooWarning
 from zoo.model import build
-from zoo.options import DEFAULT_VAL_FRAC, percent
+from zoo.options import DEFAULT_VAL_FRAC, check_val_frac, percent
 from zoo.rundir import read_run
 from zoo.runtime import autocast
 from zoo.sampling import sample as _sample
@@ -99,31 +99,17 @@ def text_sha256(text: str) -> str:
 
 @dataclasses.dataclass
 class CharData:
-    """A text and its vocabulary, cut into batches once the run knows its batch size and split."""
+    """A text and its vocabulary: a char-lm task's `Prepared.detail`."""
 
     text: str
     vocab: Vocab
-    batching: Batching
-    batch_size: int
-    split: str
-    val_frac: float
-    train: Any = None
-    val: Any = None
 
-    def batches(self) -> tuple[Any, Any]:
-        if self.train is None:
-            ids = encode(self.vocab, self.text)
-            self.train, self.val = make_batches(ids, self.batching, self.batch_size, self.split, val_frac=self.val_frac)
-        return self.train, self.val
-
-
-class CharPrepared(Prepared):
-    def batches(self) -> tuple[Any, Any]:
-        self.train, self.val = self.detail.batches()
-        return self.train, self.val
+    def batches(self, batching: Batching, batch_size: int, split: str, val_frac: float) -> tuple[Any, Any]:
+        return make_batches(encode(self.vocab, self.text), batching, batch_size, split, val_frac=val_frac)
 
 
 class CharLMTask(Task):
+    name = "char-lm"  # the registry's name for it; set here too for a Trainer built without one
     unit = "chars"
     loss_label = "cross-entropy (nats/char)"
     columns = (("val_acc", 7, ".3f"),)
@@ -148,8 +134,9 @@ class CharLMTask(Task):
         # a file is recorded by its path; a registered corpus by its name
         data_id = str(Path(source.path).resolve()) if isinstance(source, FileText) else source.name
         config = {"val_frac": plan.val_frac, "batching": dataclasses.asdict(spec.batching), "vocab": vocab.chars}
-        detail = CharData(text, vocab, spec.batching, plan.batch_size, plan.split, plan.val_frac)
-        return CharPrepared(source.name, data_id, text_sha256(text), config, detail)
+        detail = CharData(text, vocab)
+        make = functools.partial(detail.batches, spec.batching, plan.batch_size, plan.split, plan.val_frac)
+        return Prepared(source.name, data_id, text_sha256(text), config, detail, make=make)
 
     def build(self, spec: ModelSpec, hparams: dict[str, Any], config: dict[str, Any]) -> nn.Module:
         vocab = config["vocab"]
@@ -162,12 +149,12 @@ class CharLMTask(Task):
     def data_line(self, prepared: Prepared, plan: Plan) -> str:
         d = prepared.detail
         return (
-            f"{len(d.text):,} chars, vocab {len(d.vocab)}, {d.train.rows:,} training rows, {d.val.rows:,} validation rows "
+            f"{len(d.text):,} chars, vocab {len(d.vocab)}, {prepared.train.rows:,} training rows, {prepared.val.rows:,} validation rows "
             f"({plan.split} split, {percent(plan.val_frac)} held out)"
         )
 
-    def run_options(self, plan: Plan, prepared: Prepared, opts: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        return {**extra, "val_frac": plan.val_frac, "overrides": list(opts.overrides)}
+    def run_options(self, plan: Plan) -> dict[str, Any]:
+        return {"val_frac": plan.val_frac}
 
     def check_config(self, path: Path, config: dict[str, Any]) -> None:
         for key in ("vocab", "batching"):
@@ -193,8 +180,10 @@ class CharLMTask(Task):
         if text_sha256(text) != record.get("data_sha256"):
             raise ZooError(f"the data {options['data']!r} changed since the run started; cannot resume {run_dir} exactly")
         vocab = Vocab(config["vocab"])
-        detail = CharData(text, vocab, Batching(**config["batching"]), options["batch_size"], config["split"], config["val_frac"])
-        return CharPrepared(source.name, config.get("data", ""), record.get("data_sha256", ""), {}, detail)
+        detail = CharData(text, vocab)
+        batching = Batching(**config["batching"])
+        make = functools.partial(detail.batches, batching, options["batch_size"], config["split"], config["val_frac"])
+        return Prepared(source.name, config.get("data", ""), record.get("data_sha256", ""), {}, detail, make=make)
 
     def result(self, spec: ModelSpec, model: nn.Module, config: dict[str, Any], path: Path | None) -> TrainedModel:
         return LoadedModel(spec, model, Vocab(config["vocab"]), config, path)
@@ -282,9 +271,6 @@ class LoadedModel(TrainedModel):
         stateful model, whose held-out text is cut into that many streams (so the figure is its training's);
         windowed models are evaluated 2,048 rows at a time, which does not change the figure.
         """
-        from zoo import registry
-        from zoo.options import check_val_frac
-
         if batch_size is None:
             batch_size = self._training_batch_size() if self.batching.kind == "streams" else 2048
         batch_size = checks.whole("--batch-size", batch_size, 1)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import checks
+from zoo import checks, registry
 from zoo.data.table import Table, load_table, split_rows
 from zoo.errors import ZooError
 from zoo.model import build
@@ -160,8 +160,8 @@ class TableTask(Task):
             f"{table.target}, {d.train.rows:,} training rows, {d.val.rows:,} validation rows ({plan.split} split)"
         )
 
-    def run_options(self, plan: Plan, prepared: Prepared, opts: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        return {**extra, "overrides": list(opts.overrides), "train_options": plan.train_options}
+    def run_options(self, plan: Plan) -> dict[str, Any]:
+        return {"train_options": plan.train_options}
 
     def notes(self, prepared: Prepared) -> list[str]:
         if not self.log_target:
@@ -309,8 +309,6 @@ class TaskModel(TrainedModel):
 
     def table(self, data: str | None = None) -> Table:
         """The table this model was trained on (or `data`)."""
-        from zoo import registry
-
         return load_table(data if data is not None else self.config.get("data"), self.spec.dataset, registry.datasets())
 
     def prepare(self, data: str | None = None, split: str | None = None, batch_size: int = 4096) -> TableData:
