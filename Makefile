@@ -1,12 +1,13 @@
 # Two commands on a fresh machine:
 #   make demo   set everything up, sample from the bundled char-rnn, train one on the offline corpus, sample it
 #   make test   set everything up, lint, run the tests and the benchmarks' smoke modes
+#   make dist   build the sdist and the wheel of the distribution lesson6-zoo into dist/, and twine-check them
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup demo test bench-smoke clean
+.PHONY: setup demo test dist bench-smoke clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
+	@# A venv made before the distribution was renamed holds it as `zoo` too: its entry points would register every model twice.
+	$(PY) -m pip uninstall -q -y zoo 2>/dev/null || true
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
@@ -33,5 +36,11 @@ test: setup
 	$(PY) bench/entity_embeddings.py --smoke
 	$(PY) bench/beyond.py --smoke
 
+# The sdist, and the wheel built from it, by the standard front end; checked as PyPI would.
+dist: setup
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build dist *.egg-info

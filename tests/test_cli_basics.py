@@ -48,11 +48,11 @@ def _names(proc) -> list[str]:
 
 def test_version():
     proc = ok(run_zoo("--version"))
-    assert proc.stdout == f"zoo, version {zoo.__version__}\n"
+    assert proc.stdout == f"zoo, version {zoo.__version__} (distribution lesson6-zoo)\n"
 
 
 def test_package_version_matches_distribution_metadata():
-    assert zoo.__version__ == metadata.version("zoo")
+    assert zoo.__version__ == metadata.version(zoo.DISTRIBUTION)
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

@@ -247,7 +247,7 @@ def test_the_kit_did_not_import_torch():
 
 def test_zoo_testing_is_a_pytest11_plugin_of_the_zoo_distribution():
     eps = [ep for ep in metadata.entry_points(group="pytest11") if ep.name == "zoo"]
-    assert [(ep.value, ep.dist.metadata["Name"]) for ep in eps[:1]] == [("zoo.testing", "zoo")]
+    assert [(ep.value, ep.dist.metadata["Name"]) for ep in eps[:1]] == [("zoo.testing", zoo.DISTRIBUTION)]
 
 
 def test_zoo_plugin_fixture_in_a_project_without_conftest(tmp_path):

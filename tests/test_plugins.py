@@ -95,7 +95,7 @@ def test_plugins_table_shows_distribution_version_and_hooks(sites):
     assert example["hooks"] == "register_commands, register_models"
     assert example["provides"] == "example-rnn"
     assert example["status"] == "ok"
-    assert rows["char-rnn"]["distribution"] == "zoo"
+    assert rows["char-rnn"]["distribution"] == zoo.DISTRIBUTION == "lesson6-zoo"
     assert rows["corpora"]["provides"] == "nietzsche, pydoc-topics"
 
 
@@ -112,7 +112,7 @@ def test_plugins_json_shows_distribution_version_and_hooks(sites):
         "datasets": [],
         "error": None,
     }
-    assert plugins["char-rnn"]["distribution"] == "zoo"
+    assert plugins["char-rnn"]["distribution"] == zoo.DISTRIBUTION
     assert plugins["char-rnn"]["version"] == zoo.__version__
     assert plugins["char-rnn"]["hooks"] == ["zoo_register_models"]
 
@@ -405,7 +405,7 @@ def test_a_plugin_that_exits_on_import_is_skipped(tmp_path, monkeypatch, capsys)
 def test_entry_point_plugins_come_from_installed_metadata(in_process):
     infos = zoo_plugins.host().infos
     assert set(BUILTIN_PLUGINS) <= set(infos)
-    assert all(infos[name].distribution == "zoo" and infos[name].version == zoo.__version__ for name in BUILTIN_PLUGINS)
+    assert all(infos[name].distribution == zoo.DISTRIBUTION and infos[name].version == zoo.__version__ for name in BUILTIN_PLUGINS)
     assert infos["corpora"].hooks == ["zoo_register_datasets"]
 
 

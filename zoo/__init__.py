@@ -12,8 +12,11 @@ from zoo.hookspecs import hookimpl
 from zoo.spec import Batching, DatasetInfo, ModelSpec, Reference, Stage, TaskSpec
 
 __version__ = "0.1.0"
+# The name on PyPI (`zoo` there is an unrelated package); what `pip install` and a plugin's dependencies name.
+DISTRIBUTION = "lesson6-zoo"
 
 __all__ = [
+    "DISTRIBUTION",
     "Batching",
     "DatasetInfo",
     "ModelSpec",

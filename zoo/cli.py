@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from zoo import __version__
+from zoo import DISTRIBUTION, __version__
 from zoo.errors import ZooError, ZooWarning
 from zoo.options import DEFAULT_VAL_FRAC
 
@@ -46,7 +46,7 @@ class ZooGroup(click.Group):
 
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="zoo")
+@click.version_option(__version__, "--version", prog_name="zoo", message=f"%(prog)s, version %(version)s (distribution {DISTRIBUTION})")
 @click.option(
     "--threads", type=int, callback=lambda c, p, v: _positive(c, p, v), metavar="N",
     help="CPU threads for torch (default: all cores). On a busy machine, 1 is often much faster.",

@@ -128,6 +128,6 @@ def find_weights(name: str) -> tuple[Path, str] | None:
     if bundled is not None:
         bad = published.mismatched_files(bundled, entry)
         if bad:
-            raise ZooError(f"the bundled weights of {name} in {bundled} fail the sha256 check ({', '.join(bad)}); reinstall zoo")
+            raise ZooError(f"the bundled weights of {name} in {bundled} fail the sha256 check ({', '.join(bad)}); reinstall lesson6-zoo")
         return bundled, "bundled"
     return None

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from zoo import __version__
+from zoo import DISTRIBUTION, __version__
 from zoo.errors import UsageError, ZooError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
@@ -41,7 +41,7 @@ def check_name(name: str) -> None:
 def render(name: str) -> dict[str, str]:
     """{relative path: text} of the package for plugin `name`."""
     package = "zoo_" + name.replace("-", "_")
-    values = {"name": name, "dist": f"zoo-{name}", "package": package, "zoo_version": __version__}
+    values = {"name": name, "dist": f"zoo-{name}", "package": package, "zoo_version": __version__, "zoo_distribution": DISTRIBUTION}
     templates = resources.files("zoo_scaffold") / "templates"
     return {
         path.format(package=package): Template((templates / tmpl).read_text(encoding="utf-8")).substitute(values)

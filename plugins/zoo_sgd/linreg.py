@@ -249,7 +249,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ZooError("pictures need matplotlib and Pillow: pip install 'zoo[plot]'") from None
+        raise ZooError("pictures need matplotlib and Pillow: pip install 'lesson6-zoo[plot]'") from None
     return plt
 
 

@@ -27,7 +27,7 @@ from zoo.errors import ZooError
 
 TXHOUSING_DIST = "plotnine"
 TXHOUSING_FILE = "plotnine/data/txhousing.csv"
-INSTALL_HINT = "pip install 'zoo[tabular]' (it installs plotnine, whose package ships the file)"
+INSTALL_HINT = "pip install 'lesson6-zoo[tabular]' (it installs plotnine, whose package ships the file)"
 
 
 def _float(s: str) -> float:
@@ -56,7 +56,7 @@ def txhousing_path() -> tuple[Path, str | None]:
 
 class TxHousing:
     name = "txhousing"
-    summary = "Texas home sales 2000-2015, 46 cities x year x month (plotnine's txhousing.csv) - a table; zoo[tabular]"
+    summary = "Texas home sales 2000-2015, 46 cities x year x month (plotnine's txhousing.csv) - a table; lesson6-zoo[tabular]"
 
     def load_table(self, path: Path | None = None) -> Any:
         import numpy as np

@@ -83,7 +83,7 @@ def plot_embedding(m: Any, column: str, out: Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ZooError("zoo plot needs matplotlib: pip install 'zoo[plot]'") from None
+        raise ZooError("zoo plot needs matplotlib: pip install 'lesson6-zoo[plot]'") from None
     cats = m.columns["categorical"]
     if column not in cats:
         known = ", ".join(cats) or "none"
