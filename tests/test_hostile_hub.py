@@ -50,7 +50,7 @@ def hub(tmp_path):
 
 
 def files_of(run: Path, **replace: bytes) -> dict[str, bytes]:
-    files = {name: (run / name).read_bytes() for name in ("model.safetensors", "config.json", "training.json")}
+    files = {name: (run / name).read_bytes() for name in ("model.safetensors", "config.json")}
     return {**files, **replace}
 
 

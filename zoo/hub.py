@@ -105,6 +105,8 @@ def _network_cause(exc: BaseException) -> BaseException | None:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
+        if "OfflineModeIsEnabled" in _names(current):  # a ConnectionError too, but the user's choice: said apart
+            return None
         if is_connection_error(current):
             return current
         seen.add(id(current))
@@ -175,15 +177,23 @@ class _Deadline:
             self.answered += answered
 
 
-# The running pull's deadline, read by the hooks below from huggingface_hub's threads. One that has passed stays
-# here, so the threads of the pull it stopped give up at their next request or chunk (and the process can exit).
+# The running pull's deadline (one pull at a time), read by the hooks below from huggingface_hub's threads. One that
+# has passed stays until the pull's threads are done: they give up at their next request or chunk, and the process
+# can exit without waiting for a download nobody wants.
 _current: _Deadline | None = None
+
+
+def _clear_when_done(thread: threading.Thread, deadline: _Deadline) -> None:
+    global _current
+    thread.join()
+    if _current is deadline:
+        _current = None
 
 
 def _stop_if_past_deadline() -> _Deadline | None:
     deadline = _current
     if deadline is not None and deadline.left() <= 0:
-        raise _PastDeadline()
+        raise _PastDeadline(deadline)
     return deadline
 
 
@@ -267,7 +277,8 @@ def _within(seconds: float, work: Callable[[], Any]) -> Any:
     thread.join(seconds)
     # a request cut off at the deadline fails with its own timeout error at about the same moment: the deadline it is
     if thread.is_alive() or isinstance(box.get("error"), _PastDeadline) or ("error" in box and deadline.left() <= 0):
-        raise _PastDeadline()
+        threading.Thread(target=_clear_when_done, args=(thread, deadline), daemon=True).start()
+        raise _PastDeadline(deadline)
     _current = None
     if "error" in box:
         raise box["error"]
@@ -310,9 +321,8 @@ def _download(repo: str, revision: str | None, patterns: list[str], what: str, t
         etag_timeout = min(float(constants.HF_HUB_ETAG_TIMEOUT), timeout)
         folder = _within(timeout, lambda: snapshot_download(repo, revision=revision, allow_patterns=patterns, etag_timeout=etag_timeout))
         return Path(folder)
-    except _PastDeadline:
-        assert _current is not None
-        raise _timed_out(_current, f"pull {what}") from None
+    except _PastDeadline as exc:
+        raise _timed_out(exc.args[0], f"pull {what}") from None
     except Exception as exc:
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
@@ -470,10 +480,10 @@ def pull(
     repo, rev, patterns, what, entry = _target(name, revision)
     seconds = None if local_only else pull_timeout(timeout)
     folder = _download(repo, rev, patterns, what, seconds)
-    if entry is None and not local_only:
-        warn(f"{name} is not in registry.toml: its files are checked against the hashes the Hub advertised, not pinned ones")
     _check_hashes(folder, entry, revision, f"pull {what}")
     _check_model(folder, f"pull {what}", check)
+    if entry is None and not local_only:
+        warn(f"{name} is not in registry.toml: its files were checked against the hashes the Hub advertised, not pinned ones")
     return folder
 
 
