@@ -427,7 +427,7 @@ def _remove_cached(folder: Path, names: list[str]) -> None:
     blobs = snapshot.parent.parent / "blobs"
     for name in names:
         link = folder / name
-        if not published.is_plain_file_name(name) or link.parent.resolve() != snapshot:
+        if not published.is_plain_file_name(name) or not link.parent.resolve().is_relative_to(snapshot):
             continue
         target = link.resolve() if link.is_symlink() else None
         link.unlink(missing_ok=True)
@@ -443,8 +443,8 @@ def _check_hashes(folder: Path, entry: published.PublishedWeights | None, revisi
     bad = published.mismatched_files(folder, pinned) if pinned is not None else mismatched_advertised(folder)
     if bad:
         _remove_cached(folder, bad)
-        against = "registry.toml" if pinned is not None else "what the Hub advertised for them"
-        raise TamperedFiles(f"{what}: {', '.join(bad)} failed the sha256 check against {against} and were deleted")
+        against = "the sha256 check against registry.toml" if pinned is not None else "the check against the hash the Hub advertised"
+        raise TamperedFiles(f"{what}: {', '.join(bad)} failed {against} and were deleted")
 
 
 def _check_model(folder: Path, what: str, check: Callable[[Path], Any] | None) -> None:
