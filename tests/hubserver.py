@@ -19,6 +19,10 @@ Usage::
 
 Every commit keeps its own file tree, so a pinned commit sha keeps serving the files it had after newer pushes.
 ``.safetensors`` files (``lfs_patterns``) are handled as LFS, every other file as a regular git file.
+
+Broken servers, for hostile-input tests: :meth:`HubServer.inject` makes matching requests hang (never answer),
+trickle (one byte every few seconds) or cut (the connection closed mid-body); :meth:`HubServer.tamper` serves bytes
+that differ from the sha256 (and, with another length, the size) the server advertises.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -39,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-__all__ = ["Commit", "FileEntry", "HubServer", "Repo", "start_hub"]
+__all__ = ["Commit", "Fault", "FileEntry", "HubServer", "Repo", "start_hub"]
 
 DEFAULT_BRANCH = "main"
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
@@ -198,6 +203,26 @@ class Repo:
         return out
 
 
+@dataclass(frozen=True)
+class Fault:
+    """How the server misbehaves on the requests that match ``method`` (None: any) and ``path`` (a substring of the
+    URL path; "": any).
+
+    ``hang``: never answer (the request is read, nothing is sent until the server stops). ``trickle``: send the
+    headers, then the body one byte every ``every`` seconds. ``cut``: send the headers and the first ``after`` bytes
+    of the body, then close the connection.
+    """
+
+    kind: str
+    method: str | None = None
+    path: str = ""
+    every: float = 2.0
+    after: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and self.path in path
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------------------------------------------------
@@ -283,6 +308,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         hub: HubServer = self.server.hub
         split = urlsplit(self.path)
+        fault = hub._fault_for(self.command, split.path)
+        if fault is not None and fault.kind == "hang":
+            hub._log(self.command, self.path, 0)
+            hub._stopping.wait()
+            self.close_connection = True
+            return
         raw_segments = [s for s in split.path.split("/") if s != ""]
         req = _Request(
             method=self.command,
@@ -311,7 +342,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD" and resp.body:
-            self.wfile.write(resp.body)
+            if fault is None:
+                self.wfile.write(resp.body)
+            else:
+                self._write_badly(resp.body, fault)
+
+    def _write_badly(self, body: bytes, fault: Fault) -> None:
+        """The body as a broken server sends it: a byte at a time, or cut short (the connection closed after it)."""
+        hub: HubServer = self.server.hub
+        self.close_connection = True
+        try:
+            if fault.kind == "trickle":
+                for i in range(len(body)):
+                    if hub._stopping.wait(fault.every):
+                        break
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+            elif fault.kind == "cut":
+                self.wfile.write(body[: fault.after])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            else:
+                raise ValueError(f"unknown fault {fault.kind!r}")
+        except OSError:  # the client gave up first
+            pass
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
 
@@ -357,6 +411,8 @@ class HubServer:
         self._tickets: dict[str, tuple[str, int]] = {}  # upload ticket -> (sha256, size)
         self._lock = threading.RLock()
         self._seq = 0
+        self.faults: list[Fault] = []
+        self._stopping = threading.Event()  # set by stop(): hanging and trickling answers end
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.hub = self
         self.port = self._httpd.server_address[1]
@@ -373,6 +429,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -421,6 +478,19 @@ class HubServer:
             if n == 0:
                 raise KeyError(f"{path!r} is in no commit of {repo.key}")
             return n
+
+    def inject(self, kind: str, *, method: str | None = None, path: str = "", every: float = 2.0, after: int = 0) -> Fault:
+        """Misbehave from now on, on the requests that match (see :class:`Fault`); the first matching fault wins."""
+        if kind not in ("hang", "trickle", "cut"):
+            raise ValueError(f"unknown fault {kind!r}")
+        fault = Fault(kind, method, path, every, after)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def _fault_for(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            return next((f for f in self.faults if f.matches(method, path)), None)
 
     def _log(self, method: str, path: str, status: int) -> None:
         with self._lock:

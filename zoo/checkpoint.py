@@ -33,7 +33,28 @@ Module = TypeVar("Module", bound=nn.Module)
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    return st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=metadata)
+    """A safetensors file's bytes, the same for the same tensors and metadata in any process (see `_sorted_metadata`)."""
+    raw = st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return _sorted_metadata(raw)
+
+
+def _sorted_metadata(raw: bytes) -> bytes:
+    """`raw` with its header's "__metadata__" keys in sorted order.
+
+    safetensors writes the metadata from a Rust HashMap, whose order changes from one process to the next, so the
+    same weights hashed differently and registry.toml's sha256 pins could not be reproduced. The tensors' entries
+    and data are already in a fixed order, and are kept byte for byte: a file with one metadata key comes out as
+    safetensors wrote it (the bundled weights' pinned hashes among them).
+    """
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict) or len(metadata) < 2:
+        return raw
+    header["__metadata__"] = dict(sorted(metadata.items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header with spaces to 8 bytes, so the data stays aligned
+    return len(text).to_bytes(8, "little") + text + raw[8 + size :]
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -17,6 +17,8 @@ from zoo.errors import ZooError, ZooWarning
 from zoo.options import DEFAULT_VAL_FRAC
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from zoo.published import PublishedWeights
 
 
@@ -392,11 +394,40 @@ def push(model: str, repo: str, private: bool, branch: str | None, token: str | 
 @cli.command()
 @click.argument("name")
 @click.option("--revision", help="A branch, tag or commit (default: the revision registry.toml pins).")
-def pull(name: str, revision: str | None) -> None:
-    """Download the published weights of NAME (a model in registry.toml, or any OWNER/NAME zoo repository)."""
+@click.option(
+    "--timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Give up on the whole download after this long (default: ZOO_HUB_TIMEOUT, else 300). One request waits at "
+    "most 10 s for an answer (HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT).",
+)
+def pull(name: str, revision: str | None, timeout: float | None) -> None:
+    """Download the published weights of NAME (a model in registry.toml, or any OWNER/NAME zoo repository).
+
+    The files are checked before their folder is printed: against the sha256 registry.toml pins (else the one the
+    Hub advertised), and config.json with the weights must load. A repository that fails is deleted from the cache.
+    """
+    from huggingface_hub.utils import logging as hf_logging
+
     from zoo import hub
 
-    click.echo(hub.pull(name, revision))
+    hf_logging.set_verbosity_error()  # its retry warnings run to many lines; zoo says in one what came of them
+    click.echo(hub.pull(name, revision, timeout=timeout, check=_check_loads))
+
+
+def _check_loads(folder: Path) -> None:
+    """The load path's own checks on pulled weights (their shapes against config.json), if their model is installed:
+    a repository that `zoo sample` would refuse is refused when it is pulled."""
+    from zoo import registry, rundir
+    from zoo.errors import warn
+
+    model = rundir.read_config(folder)["model"]
+    if model not in registry.get().models:
+        warn(f"the model {model!r} is not installed here: its weights are checked against its config when it is")
+        return
+    from zoo import pipeline
+
+    pipeline.load_dir(folder)
 
 
 @cli.command()

@@ -21,6 +21,9 @@ SCHEMA_VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# A file of a published model: a plain name inside the snapshot (zoo pull downloads it there, and deletes it there
+# when its hash is wrong), so no "..", no absolute path, no glob, no hidden file; folders of such names at most.
+_FILE_PART = re.compile(r"[A-Za-z0-9_][\w.-]{0,127}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,12 @@ def _as_float(value: int | float, where: str) -> float:
         raise ZooError(f"registry.toml: {where} is too large for a number") from None
 
 
+def is_plain_file_name(name: str) -> bool:
+    """Whether `name` names a file inside a folder, and nothing outside it: relative, no "..", no glob characters."""
+    parts = name.split("/")
+    return len(parts) <= 8 and all(_FILE_PART.fullmatch(part) for part in parts)
+
+
 def _parse_entry(model: str, table: Any) -> PublishedWeights:
     where = f"weights.{model}"
     if not isinstance(table, dict):
@@ -95,6 +104,8 @@ def _parse_entry(model: str, table: Any) -> PublishedWeights:
     if not files:
         raise ZooError(f"registry.toml: {where}.files is empty")
     for fname, digest in files.items():
+        if not is_plain_file_name(fname):
+            raise ZooError(f"registry.toml: {where}.files: {fname!r} is not a plain file name inside the repository")
         if not isinstance(digest, str) or not _HEX64.match(digest):
             raise ZooError(f"registry.toml: {where}.files.{fname} must be a sha256 of 64 hex characters, got {digest!r}")
     num_params = _need(table, "num_params", int, where)
