@@ -382,10 +382,14 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
 @click.option("--license", "license_", default="mit", show_default=True, help="License for the model card.")
 def push(model: str, repo: str, private: bool, branch: str | None, token: str | None, message: str | None, license_: str) -> None:
     """Upload MODEL (a run directory or a model name with weights) to the Hub as one commit."""
+    from pathlib import Path
+
     from zoo import api
     from zoo import publish as upload
 
     upload.check_repo_id(repo)  # before loading anything: a bare NAME would reach the Hub as a 404
+    if Path(model).is_dir():  # a run folder: its links are refused before loading reads through them
+        upload.publishable_files(Path(model))
     folder = api.load(model).path
     url, _ = upload.push(folder, repo, private=private, branch=branch, token=token, message=message, license=license_)
     click.echo(url)

@@ -141,7 +141,7 @@ def write_card(model_dir: Path, **kwargs: Any) -> Path:
 
 def _stage(model_dir: Path, staging: Path, repo_id: str, license: str) -> None:
     """Copy the publishable files into `staging`, with a model card if the folder has none of its own."""
-    for name, source in _publishable(model_dir).items():
+    for name, source in publishable_files(model_dir).items():
         shutil.copyfile(source, staging / name)
     bundled = _is_bundled(model_dir)
     if not bundled:  # bundled files go byte for byte: registry.toml pins their sha256
@@ -152,7 +152,7 @@ def _stage(model_dir: Path, staging: Path, repo_id: str, license: str) -> None:
         atomic_write_bytes(card, card_text(model_dir, repo_id=repo_id, license=license).encode("utf-8"))
 
 
-def _publishable(model_dir: Path) -> dict[str, Path]:
+def publishable_files(model_dir: Path) -> dict[str, Path]:
     """The folder's files that go up to the Hub, each as the file to read. A link that leads out of the folder is
     refused: it could upload any file of this machine (a token) under a run's file name."""
     folder = Path(model_dir).resolve()
@@ -252,6 +252,7 @@ def push(
 
     check_repo_id(repo_id)
     model_dir = Path(model_dir)
+    publishable_files(model_dir)  # before any file is read through a link (and again as they are copied)
     config = rundir.read_config(model_dir)
     if not rundir.weights(model_dir).is_file():
         raise ZooError(f"{model_dir}: no {rundir.WEIGHTS} to push")
