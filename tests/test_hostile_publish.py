@@ -83,7 +83,9 @@ def test_push_refuses_a_file_that_links_out_of_the_run_folder(hub, finished, tmp
     env = env_for(hub, tmp_path)
     proc = run_zoo("push", str(run), "--repo", "alice/linked", env=env)
     line = one_line_error(proc)
-    assert f"{run / name} is a link to" in line and "outside the run folder" in line
+    assert line == f"zoo: error: push: {run / name} is a link to a file outside the run folder; refusing to upload it " + (
+        "(copy the file in if it belongs to the run)"
+    )
     assert "hf_pretend" not in proc.stdout + proc.stderr
     assert "alice/linked" not in hub.repos and not any("/api/repos/create" in p for _, p, _ in hub.requests)
 
@@ -117,6 +119,22 @@ def test_push_checks_the_repo_id_before_reading_the_run(repo, tmp_path):
 
 
 # --- item 13: nothing of the user's file system goes up -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arg", "public"),
+    [
+        ("/home/zoouser7/Private/clientX/run2", "run2"),
+        ("--out=/home/zoouser7/runs/a/", "--out=a"),
+        ("../../corpus/corpus.txt", "corpus.txt"),
+        ("path=/srv/data/c.txt", "path=c.txt"),  # a plugin option's KEY=VALUE
+        ("~zoouser7", "~"),  # a home folder names its user
+        ("n_hidden=24", "n_hidden=24"),
+        ("nietzsche", "nietzsche"),
+    ],
+)
+def test_a_command_line_argument_keeps_only_the_name_of_a_path(arg, public):
+    assert rundir.name_only(arg) == public
 
 
 def _leaks(files: dict[str, bytes], secrets: list[str]) -> list[str]:

@@ -163,14 +163,16 @@ def run_one(name: str, out: Path, settings: Settings, sha: str, position: tuple[
     bar = Progress(CHUNKS, desc=which, unit="chunk")
     bar.update(len(curve))
     m = None
-    while len(curve) < CHUNKS:
-        m = _train_chunk(name, max(spec.epochs, 1000), out, settings)  # the budget, not the recipe, ends training
-        loss = m.evaluate(data=settings.data, split="tail", val_frac=settings.val_frac)["val_loss"]
-        curve.append((_trained_seconds(out), loss))
-        progress = {"curve": curve, "budget": settings.budget, "data": settings.data, "data_sha256": sha}
-        atomic_write_json(out / PROGRESS, progress)
-        bar.update(1, loss=f"{loss:.3f}")
-    bar.close()
+    try:
+        while len(curve) < CHUNKS:
+            m = _train_chunk(name, max(spec.epochs, 1000), out, settings)  # the budget, not the recipe, ends training
+            loss = m.evaluate(data=settings.data, split="tail", val_frac=settings.val_frac)["val_loss"]
+            curve.append((_trained_seconds(out), loss))
+            progress = {"curve": curve, "budget": settings.budget, "data": settings.data, "data_sha256": sha}
+            atomic_write_json(out / PROGRESS, progress)
+            bar.update(1, loss=f"{loss:.3f}")
+    finally:
+        bar.close()  # the line is cleared for what comes next: the result, or why it stopped
     if m is None:
         m = api.load(out)
     result = m.evaluate(data=settings.data, split="tail", val_frac=settings.val_frac)

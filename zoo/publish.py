@@ -168,7 +168,7 @@ def publishable_files(model_dir: Path) -> dict[str, Path]:
         target = path.resolve()
         if not any(target.is_relative_to(root) for root in roots):
             raise ZooError(
-                f"push: {path} is a link to {target}, outside the run folder; refusing to upload it "
+                f"push: {path} is a link to a file outside the run folder; refusing to upload it "
                 f"(copy the file in if it belongs to the run)"
             )
         found[name] = target
