@@ -4,7 +4,8 @@ One folder = one model, in the Hugging Face Hub layout, plus the state to resume
 
     config.json         what the model is: name, plugin, task, hyper-parameters, and the task's own keys
                         (a character model's vocabulary and batching; a table model's columns)
-    run.json            how the run was made: the command, resolved options, data sha256, versions, device
+    run.json            how the run was made: the command and each resume's (paths reduced to names), resolved
+                        options, data sha256, versions, device
     model.safetensors   the weights (never a pickle; zoo.checkpoint writes and checks them)
     training.json       the per-epoch metrics history
     loss.png            the loss curves
