@@ -96,6 +96,7 @@ def bundle(name: str, run: Path) -> Path:
         shutil.copyfile(run / f, folder / f)
     record = read_json(folder / "run.json")
     record["command"] = recipe(name, record["options"]["seed"])  # the recipe, not this script
+    record.pop("resumes", None)  # the recipe in one command is how to make these weights again
     from zoo.fileio import atomic_write_json
 
     atomic_write_json(folder / "run.json", record)

@@ -19,7 +19,7 @@ def test_compare_ranks_models_and_reuses_finished_runs(small_corpus, tmp_path):
     assert losses == sorted(losses)  # the leaderboard is ranked by held-out loss
     for e in entries:
         assert e.val_loss > 0 and abs(e.val_bpc - e.val_loss / 0.6931471805599453) < 1e-9
-        assert len(e.curve) == compare.CHUNKS and e.curve[-1][0] >= 1.2
+        assert len(e.curve) == compare.CHUNKS and 0 < e.curve[0][0] < e.curve[-1][0]  # training seconds, rising
         assert (out / e.model / "compare.json").exists()
     assert (out / "compare.png").read_bytes().startswith(b"\x89PNG")
     stamp = (out / entries[0].model / "model.safetensors").stat().st_mtime_ns

@@ -14,7 +14,12 @@ every card
   dataset         the dataset's name (a file's name, not its folder)
   split           the validation split ("random" or "tail")
   history         the rows of training.json's history (list of dict), [] before a finished epoch
-  command         the command that trained it (run.json's, or `zoo train NAME --seed S`)
+  command         the commands that trained it, one a line: the first (run.json's, or `zoo train NAME --seed S`),
+                  then each `--resume`; paths reduced to their names
+  stopped         (optional) None for a run that finished, or where an unfinished one stopped: {"epoch": epochs
+                  finished, "step": batches of the next one done, "steps_per_epoch": int | None, "epochs":
+                  epochs scheduled | None, "metrics": the shipped weights' own figures ({"val_loss": ...}) when they
+                  are newer than the history's last row (step > 0), else None}. The YAML then gives those figures.
 
 a "char-lm" card
   held_out        the held-out fraction, formatted ("20%")
@@ -49,6 +54,28 @@ def render(meta: dict[str, Any]) -> str:
     return _render_char_lm(meta)
 
 
+def stopped_text(stopped: dict[str, Any]) -> str:
+    """Where an unfinished run stopped ("in epoch 3 of 4, after batch 120 of 350"), from a card's `stopped`."""
+    epochs, per_epoch = stopped.get("epochs"), stopped.get("steps_per_epoch")
+    of = f" of {epochs}" if epochs else ""
+    if not stopped["step"]:
+        return f"after epoch {stopped['epoch']}{of}"
+    return f"in epoch {stopped['epoch'] + 1}{of}, after batch {stopped['step']}" + (f" of {per_epoch}" if per_epoch else "")
+
+
+def _stopped_lines(stopped: dict[str, Any] | None, labels: dict[str, str]) -> list[str]:
+    """The card's account of an unfinished run: where it stopped, and whose figures the card gives."""
+    if not stopped:
+        return []
+    said = f"**Unfinished run**: training stopped {stopped_text(stopped)}."
+    metrics = stopped.get("metrics")
+    if not metrics:  # stopped at the end of an epoch: the weights are those of the history's last row
+        return [said + (f" These weights are those of epoch {stopped['epoch']}." if stopped["epoch"] else ""), ""]
+    figures = ", ".join(f"{labels.get(k, k)} {v:.4f}" for k, v in metrics.items())
+    table = " (not those of the table's last finished epoch)" if stopped["epoch"] else ""
+    return [said + f" Figures of these weights{table}, evaluated on the validation rows when this card was written: {figures}.", ""]
+
+
 def _hparams_text(hparams: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in hparams.items())
 
@@ -65,7 +92,9 @@ def _render_char_lm(meta: dict[str, Any]) -> str:
     name, dataset_name, split, history = meta["name"], meta["dataset"], meta["split"], meta["history"]
     held = meta["held_out"]
     split_text = f"random {held} of windows, seed 42 (the lesson's)" if split == "random" else f"last {held} of the text"
-    final = history[-1] if history else None
+    stopped = meta.get("stopped")
+    # the figures of the weights this card ships: an unfinished run's own, else the last finished epoch's
+    final = (stopped or {}).get("metrics") or (history[-1] if history else None)
     eval_results = []
     if final:
         for metric, value in (("loss", final["val_loss"]), ("accuracy", final["val_acc"])):
@@ -110,6 +139,7 @@ def _render_char_lm(meta: dict[str, Any]) -> str:
                 f"{'-' if r is None else f'{r:.3f}'} | {h['seconds']:.1f} |"
             )
         lines.append("")
+    lines += _stopped_lines(stopped, {"val_loss": "val loss", "val_acc": "val acc"})
     if ref is not None:
         lines += [f"Reference figures: {ref['source']}." + (f" {ref['note']}." if ref["note"] else ""), ""]
     lines += ["## Recipe", "", "```", meta["command"], "```", ""]
@@ -133,7 +163,8 @@ def _render_table(meta: dict[str, Any]) -> str:
 
     name, dataset_name, split, history = meta["name"], meta["dataset"], meta["split"], meta["history"]
     metric_names = {"val_loss": meta["loss_label"], "val_mape": "mean absolute percentage error"}
-    final = history[-1] if history else {}
+    stopped = meta.get("stopped")
+    final = (stopped or {}).get("metrics") or (history[-1] if history else {})
     eval_results = [
         EvalResult(
             task_type="tabular-regression",
@@ -175,6 +206,7 @@ def _render_table(meta: dict[str, Any]) -> str:
         for h in history:
             lines.append("| " + " | ".join(f"{int(h[k])}" if k == "epoch" else f"{h[k]:.4g}" for k in keys) + " |")
         lines.append("")
+    lines += _stopped_lines(stopped, {})
     where = meta["repo_id"] or meta["name"]
     lines += ["## Recipe", "", "```", meta["command"], "```", ""]
     lines += ["## Use", "", "```", f"zoo pull {where}", f"zoo eval {where}", "```", ""]

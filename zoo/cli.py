@@ -358,7 +358,8 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
 
     Held-out loss is measured on the end of the text (the last --val-frac of it) for every
     model alike. Writes OUT/compare.png (held-out loss against training time). Finished runs
-    with the same budget, data and --val-frac are reused; runs made with others are refused.
+    with the same budget, data (the same text, by its sha256) and --val-frac are reused; runs
+    made with others are refused.
     """
     from dataclasses import asdict
     from pathlib import Path
@@ -383,9 +384,14 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
 @click.option("--license", "license_", default="mit", show_default=True, help="License for the model card.")
 def push(model: str, repo: str, private: bool, branch: str | None, token: str | None, message: str | None, license_: str) -> None:
     """Upload MODEL (a run directory or a model name with weights) to the Hub as one commit."""
+    from pathlib import Path
+
     from zoo import api
     from zoo import publish as upload
 
+    upload.check_repo_id(repo)  # before loading anything: a bare NAME would reach the Hub as a 404
+    if Path(model).is_dir():  # a run folder: its links are refused before loading reads through them
+        upload.publishable_files(Path(model))
     folder = api.load(model).path
     url, _ = upload.push(folder, repo, private=private, branch=branch, token=token, message=message, license=license_)
     click.echo(url)

@@ -3,9 +3,11 @@
 Every model is trained with the same leak-free validation (the contiguous end of the text,
 the last `val_frac` of it, 20% by default) and evaluated in nats and bits per character.
 Training runs in a few chunks (each a resume of the last), so each model gets a curve of
-held-out loss against training time. A finished comparison run with the same budget, data
-and `val_frac` is reused, not trained again; an unfinished one is resumed. A run that held out
-a different fraction is refused (its training may have seen the new held-out text).
+held-out loss against training time (the trainer's own count: setup, validation and checkpoints
+are left out). A finished comparison run with the same budget, data (by the text's sha256, not
+its path) and `val_frac` is reused, not trained again; an unfinished one is resumed. A run made
+with another budget or data, or that held out a different fraction, is refused (its training may
+have seen the new held-out text).
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from __future__ import annotations
 import fnmatch
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo import api, pipeline, registry, rundir
+from zoo.data.sources import resolve
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
 from zoo.options import DEFAULT_VAL_FRAC, check_val_frac, percent
+from zoo.progress import Progress
 from zoo.spec import ModelSpec
 from zoo.tasks import LoadedModel
+from zoo.tasks.charlm import text_sha256
 from zoo.trainer import TrainingInterrupted
 
 CHUNKS = 4
@@ -55,63 +59,123 @@ def _progress(m: LoadedModel) -> tuple[float, float | None, float | None]:
     return epochs, s_per_epoch, rate
 
 
-def _check_same_comparison(out: Path, recorded: dict[str, Any], budget: float, data: str | None) -> None:
+@dataclass(frozen=True)
+class Settings:
+    """What every model of one comparison trains and is measured with."""
+
+    budget: float  # training seconds per model
+    data: str | None  # as given: a dataset name, a file, or None (each model's own dataset)
+    device: str
+    quiet: bool
+    val_frac: float
+
+
+def data_sha256(spec: ModelSpec, data: str | None) -> str:
+    """The sha256 of the text `spec` would train on with `data` (what run.json records): a comparison is keyed on
+    it, not on how the data was named (the same relative path may hold another file, one file has many paths)."""
+    return text_sha256(resolve(data, spec.dataset, registry.datasets()).read_text())
+
+
+def _check_same_comparison(out: Path, recorded: dict[str, Any], settings: Settings, sha: str) -> None:
     """A run in `out` made for another budget or data cannot stand for this comparison: refuse, keep it."""
-    if recorded.get("budget", budget) != budget:  # its curve was measured in chunks of another length
-        wanted = f"a {recorded['budget']:g} s budget, not {budget:g} s"
-    elif recorded.get("data", data) != data:
-        wanted = f"data {recorded['data'] or 'the default'!r}, not {data or 'the default'!r}"
+    recorded_sha = _recorded_sha256(out, recorded)
+    if recorded.get("budget", settings.budget) != settings.budget:  # its curve was measured in chunks of another length
+        wanted = f"a {recorded['budget']:g} s budget, not {settings.budget:g} s"
+    elif recorded_sha is not None and recorded_sha != sha:
+        wanted = f"data of sha256 {recorded_sha[:12]}…, not {sha[:12]}… ({settings.data or 'the default'!r} now)"
     else:
         return
     raise ZooError(f"{out} holds a comparison run made with {wanted}; choose another --out (or delete that folder to train it again)")
 
 
-def run_one(name: str, out: Path, budget: float, data: str | None, device: str, quiet: bool, val_frac: float = DEFAULT_VAL_FRAC) -> Entry:
+def _recorded_sha256(out: Path, recorded: dict[str, Any]) -> str | None:
+    """The sha256 of the data the comparison run in `out` trained on: its run.json's, else what compare recorded."""
+    sha = rundir.read_run(out).get("data_sha256") if rundir.holds_run(out) else recorded.get("data_sha256")
+    return sha if isinstance(sha, str) else None
+
+
+def _finished_entry(out: Path, settings: Settings, sha: str) -> Entry | None:
+    """The entry of a finished comparison run in `out` made with these settings and data; None if there is none."""
     done = out / RESULT
-    if done.exists():
-        record = read_json(done)
-        same = record.get("budget") == budget and record.get("data") == data
-        if same and record.get("val_frac", DEFAULT_VAL_FRAC) == val_frac:  # older records held out 0.2
-            return Entry(**{k: v for k, v in record["entry"].items()})
-        if rundir.holds_run(out):
-            _check_same_comparison(out, record, budget, data)
+    if not done.exists():
+        return None
+    record = read_json(done)
     if rundir.holds_run(out):
-        held = rundir.read_config(out).get("val_frac", DEFAULT_VAL_FRAC)
-        if held != val_frac:  # its training saw text that is now held out, or lacks text it may train on
-            raise ZooError(
-                f"{out} holds a run that held out {percent(held)} of the text, not {percent(val_frac)}; "
-                f"choose another --out (or delete that folder to train it again)"
-            )
+        _check_same_comparison(out, record, settings, sha)
+    same = record.get("budget") == settings.budget and _recorded_sha256(out, record) == sha
+    if same and record.get("val_frac", DEFAULT_VAL_FRAC) == settings.val_frac:  # older records held out 0.2
+        return Entry(**record["entry"])
+    return None
+
+
+def _refuse_other_fraction(out: Path, val_frac: float) -> None:
+    held = rundir.read_config(out).get("val_frac", DEFAULT_VAL_FRAC)
+    if held != val_frac:  # its training saw text that is now held out, or lacks text it may train on
+        raise ZooError(
+            f"{out} holds a run that held out {percent(held)} of the text, not {percent(val_frac)}; "
+            f"choose another --out (or delete that folder to train it again)"
+        )
+
+
+def _curve_so_far(out: Path, settings: Settings, sha: str) -> list[tuple[float, float]]:
+    """The curve an interrupted comparison run measured before it stopped ([] for a new run)."""
+    if not rundir.holds_run(out):
+        return []
+    progress = read_json(out / PROGRESS) if (out / PROGRESS).exists() else {}
+    _check_same_comparison(out, progress, settings, sha)  # (progress files from before it kept no budget)
+    return [tuple(p) for p in progress.get("curve", [])] if rundir.has_checkpoint(out) else []
+
+
+def _train_chunk(name: str, epochs: int, out: Path, settings: Settings) -> LoadedModel:
+    """Train the comparison run in `out` for one chunk of the budget (a new run, or a resume of it)."""
+    chunk = settings.budget / CHUNKS  # each chunk trains for this long
+    try:
+        if rundir.holds_run(out):
+            return api.train(resume=out, epochs=epochs, device=settings.device, max_seconds=chunk, quiet=settings.quiet)
+        return api.train(
+            name, data=settings.data, split="tail", val_frac=settings.val_frac, epochs=epochs, device=settings.device, out=out,
+            max_seconds=chunk, quiet=settings.quiet,
+        )  # fmt: skip
+    except TrainingInterrupted as exc:  # `zoo train --resume` of this run would train its 1,000 epochs, not the budget
+        raise TrainingInterrupted(exc.said, "Continue the comparison by running the same zoo compare again") from None
+
+
+def _trained_seconds(out: Path) -> float:
+    """Seconds the run in `out` has spent in its training loops so far: setup, validation and checkpoints not counted
+    (the trainer's own count, kept in its checkpoint)."""
+    seconds = rundir.read_checkpoint_state(out).get("trained_seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) else 0.0
+
+
+def run_one(name: str, out: Path, settings: Settings, sha: str, position: tuple[int, int] = (1, 1)) -> Entry:
+    """Train (or reuse, or finish) model `name`'s comparison run in `out`; its entry. `sha` is the data's sha256,
+    `position` which model of how many this is (shown while it trains)."""
+    which = f"{name} ({position[0]} of {position[1]})"
+    reused = _finished_entry(out, settings, sha)
+    if reused is not None:
+        _say(f"compare: {which}: the finished run in {out} is reused")
+        return reused
+    if rundir.holds_run(out):
+        _refuse_other_fraction(out, settings.val_frac)
+    curve = _curve_so_far(out, settings, sha)
     spec = registry.get_model(name)
-    chunk = budget / CHUNKS  # each chunk trains for this long; setup and evaluation are not counted
-    curve: list[tuple[float, float]] = []
-    spent = 0.0
-    if rundir.has_checkpoint(out) and (out / PROGRESS).exists():
-        progress = read_json(out / PROGRESS)
-        _check_same_comparison(out, progress, budget, data)  # (progress files from before it kept no budget)
-        curve = [tuple(p) for p in progress.get("curve", [])]
-        spent = progress.get("spent", 0.0)
+    _say(f"compare: {which}: training for {settings.budget:g} s" + (f", resumed in {out}" if curve else ""))
+    bar = Progress(CHUNKS, desc=which, unit="chunk")
+    bar.update(len(curve))
     m = None
-    while len(curve) < CHUNKS:
-        t0 = time.perf_counter()
-        epochs = max(spec.epochs, 1000)  # the budget, not the recipe, ends training
-        try:
-            if rundir.holds_run(out):
-                m = api.train(resume=out, epochs=epochs, device=device, max_seconds=chunk, quiet=quiet)
-            else:
-                m = api.train(
-                    name, data=data, split="tail", val_frac=val_frac, epochs=epochs, device=device, out=out, max_seconds=chunk,
-                    quiet=quiet,
-                )  # fmt: skip
-        except TrainingInterrupted as exc:  # `zoo train --resume` of this run would train its 1,000 epochs, not the budget
-            raise TrainingInterrupted(exc.said, "Continue the comparison by running the same zoo compare again") from None
-        spent += time.perf_counter() - t0
-        loss = m.evaluate(data=data, split="tail", val_frac=val_frac)["val_loss"]
-        curve.append((spent, loss))
-        atomic_write_json(out / PROGRESS, {"curve": curve, "spent": spent, "budget": budget, "data": data})
+    try:
+        while len(curve) < CHUNKS:
+            m = _train_chunk(name, max(spec.epochs, 1000), out, settings)  # the budget, not the recipe, ends training
+            loss = m.evaluate(data=settings.data, split="tail", val_frac=settings.val_frac)["val_loss"]
+            curve.append((_trained_seconds(out), loss))
+            progress = {"curve": curve, "budget": settings.budget, "data": settings.data, "data_sha256": sha}
+            atomic_write_json(out / PROGRESS, progress)
+            bar.update(1, loss=f"{loss:.3f}")
+    finally:
+        bar.close()  # the line is cleared for what comes next: the result, or why it stopped
     if m is None:
         m = api.load(out)
-    result = m.evaluate(data=data, split="tail", val_frac=val_frac)
+    result = m.evaluate(data=settings.data, split="tail", val_frac=settings.val_frac)
     epochs_done, s_per_epoch, rate = _progress(m)
     entry = Entry(
         model=name,
@@ -124,9 +188,14 @@ def run_one(name: str, out: Path, budget: float, data: str | None, device: str, 
         reference=_final_reference(spec, m),
         curve=[list(p) for p in curve],
     )
-    atomic_write_json(done, {"budget": budget, "data": data, "val_frac": val_frac, "entry": asdict(entry)})
-    print(f"compare: {name} done: held-out {entry.val_loss:.4f} nats/char after {entry.epochs_done:.2f} epochs", file=sys.stderr)
+    record = {"budget": settings.budget, "data": settings.data, "data_sha256": sha, "val_frac": settings.val_frac}
+    atomic_write_json(out / RESULT, {**record, "entry": asdict(entry)})
+    _say(f"compare: {name} done: held-out {entry.val_loss:.4f} nats/char after {entry.epochs_done:.2f} epochs")
     return entry
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _final_reference(spec: ModelSpec, m: LoadedModel) -> float | None:
@@ -150,7 +219,12 @@ def compare(
     specs = [s for s in registry.list_models() if fnmatch.fnmatchcase(s.name, pattern) and s.task == "char-lm"]
     if not specs:
         raise ZooError(f"no character models match {pattern!r}; see `zoo list`")
-    entries = [run_one(s.name, Path(out) / s.name, budget, data, device, quiet, val_frac) for s in specs]
+    settings = Settings(budget, data, device, quiet, val_frac)
+    shas: dict[str, str] = {}  # by the dataset each model defaults to: the text is read once
+    entries = []
+    for k, s in enumerate(specs, 1):
+        sha = shas[s.dataset] = shas.get(s.dataset) or data_sha256(s, data)
+        entries.append(run_one(s.name, Path(out) / s.name, settings, sha, (k, len(specs))))
     entries.sort(key=lambda e: e.val_loss)
     plot(entries, Path(out) / "compare.png", budget, val_frac)
     return entries
@@ -185,7 +259,7 @@ def plot(entries: list[Entry], path: Path, budget: float, val_frac: float = DEFA
     for e in entries:
         xs, ys = zip(*e.curve) if e.curve else ((), ())
         ax.plot(xs, ys, "o-", label=f"{e.model} ({e.val_loss:.3f})")
-    ax.set_xlabel("wall time spent training (s), evaluation not counted")
+    ax.set_xlabel("training time (s): setup, validation and checkpoints not counted")
     ax.set_ylabel(f"held-out loss, last {percent(val_frac)} (nats/char)")
     ax.set_title(f"zoo compare: {budget:g} s per model")
     ax.grid(alpha=0.3)

@@ -96,14 +96,19 @@ def reference_losses(spec: ModelSpec, data_id: str | None, data_sha256: str | No
 
     On other data they compare nothing, so the epoch table's "lesson" column and the loss plot leave them out.
     """
-    if spec.reference is None:
+    if spec.reference is None or not on_reference_data(spec, data_id, data_sha256):
         return []
+    return list(getattr(spec.reference, f"{kind}_loss"))
+
+
+def on_reference_data(spec: ModelSpec, data_id: str | None, data_sha256: str | None) -> bool:
+    """Whether a run's data is the corpus the spec's reference figures were measured on (its dataset): by the
+    dataset's sha256 where it pins one, else by name."""
     try:
         expected = getattr(registry.get_dataset(spec.dataset), "sha256", None)
     except ZooError:
-        return []
-    same = data_sha256 == expected if expected is not None else data_id == spec.dataset
-    return list(getattr(spec.reference, f"{kind}_loss")) if same else []
+        return False
+    return data_sha256 == expected if expected is not None else data_id == spec.dataset
 
 
 def base_config(spec: ModelSpec, hparams: dict[str, Any], split: str, data_id: str) -> dict[str, Any]:
@@ -123,10 +128,12 @@ def base_config(spec: ModelSpec, hparams: dict[str, Any], split: str, data_id: s
 
 
 def cli_command() -> str | None:
-    """The `zoo ...` command line when this process is the zoo CLI (`zoo` or `python -m zoo`), else None."""
+    """The `zoo ...` command line when this process is the zoo CLI (`zoo` or `python -m zoo`), else None.
+
+    Its paths are reduced to their names (zoo.rundir.public_command): run.json goes up to the Hub with the run."""
     arg0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
     if arg0.name == "zoo" or (arg0.name == "__main__.py" and arg0.parent.name == "zoo"):
-        return " ".join(["zoo", *sys.argv[1:]])
+        return rundir.public_command(["zoo", *sys.argv[1:]])
     return None  # Python code calling zoo.train, or another program's __main__ (python -m pytest)
 
 
@@ -154,6 +161,12 @@ def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data
         "git_revision": _git_revision(),
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _recorded_resumes(record: dict[str, Any]) -> list[str | None]:
+    """run.json's "resumes": the command of each resume so far (None: resumed from Python); [] for a first resume."""
+    resumes = record.get("resumes")
+    return [r for r in resumes if r is None or isinstance(r, str)] if isinstance(resumes, list) else []
 
 
 # --- checks every task shares ------------------------------------------------------------------------------
@@ -354,7 +367,9 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     options.update(record_lrs(lrs))
     try:
         if d.main:
-            rundir.write_run(run_dir, {**record, "options": options})
+            # every resume's command beside the first: the card's recipe shows how these weights were made
+            resumes = [*_recorded_resumes(record), cli_command()]
+            rundir.write_run(run_dir, {**record, "options": options, "resumes": resumes})
     except OSError as exc:
         raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
     ctx.say(resuming_line(spec.name, run_dir, trainer))

@@ -6,18 +6,17 @@ side and the helpers both sides share.
 
 from __future__ import annotations
 
-import json
-import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo import published, rundir
-from zoo.api import LoadedModel, load
-from zoo.card import MARKER, render
+from zoo import pipeline, published, rundir
+from zoo.api import LoadedModel, TrainedModel, load
+from zoo.card import MARKER, render, stopped_text
 from zoo.errors import ZooError, warn
-from zoo.fileio import atomic_write_bytes, atomic_write_json
+from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
 from zoo.hub import hub_error, is_connection_error
 from zoo.options import percent
 
@@ -34,11 +33,16 @@ def card_metadata(
     model_dir: Path, *, license: str = "mit", repo_id: str | None = None, sample_prompt: str = "for thos", bundled: bool = False
 ) -> dict[str, Any]:
     """What the card of a trained model's folder says (zoo.card's keys): `repo_id` is its Hub repository,
-    `bundled` that zoo ships these weights; a character model continues `sample_prompt` for the sample."""
+    `bundled` that zoo ships these weights; a character model continues `sample_prompt` for the sample.
+
+    The figures are those of the weights in the folder: an unfinished run's, stopped mid-epoch, are evaluated here."""
     model_dir = Path(model_dir)
     m = load(model_dir)
     spec, config = m.spec, m.config
     run = rundir.read_run(model_dir)
+    stopped = stopped_at(model_dir, run)
+    if stopped is not None and stopped["step"]:  # weights newer than training.json's last row
+        stopped["metrics"] = _shipped_figures(m, model_dir, stopped)
     meta: dict[str, Any] = {
         "name": spec.name,
         "summary": spec.summary,
@@ -48,7 +52,9 @@ def card_metadata(
         "num_params": m.num_params,
         "hparams": dict(config["hparams"]),
         "history": [dict(h) for h in m.history],
-        "command": run.get("command") or f"zoo train {spec.name} --seed {run.get('options', {}).get('seed', 0)}",
+        "command": "\n".join(_commands(run, spec.name)),
+        "stopped": stopped,
+        "dataset": rundir.name_only(str(config.get("data") or spec.dataset)),
     }
     if not isinstance(m, LoadedModel):  # a table model (zoo.tasks.table)
         return {
@@ -56,16 +62,15 @@ def card_metadata(
             **meta,
             "task": spec.task,
             "loss_label": m.task.loss_label,
-            "dataset": Path(str(config.get("data") or spec.dataset)).name,
             "split": config.get("split", spec.split),
             "columns": config["columns"],
         }
-    dataset = config.get("data") or spec.dataset
     ref = spec.reference
+    if not pipeline.on_reference_data(spec, config.get("data"), run.get("data_sha256")):
+        ref = None  # the lesson's figures were measured on its corpus: beside a run on other text they compare nothing
     return {
         "kind": "char-lm",
         **meta,
-        "dataset": dataset if "/" not in str(dataset) else Path(dataset).name,
         # streams always hold out the end of the text, whatever --split said (zoo.data.batching)
         "split": "tail" if m.batching.kind == "streams" else config["split"],
         "held_out": percent(config["val_frac"]),
@@ -77,6 +82,49 @@ def card_metadata(
         "sample_prompt": sample_prompt,
         "sample": None if m.vocab.unknown(sample_prompt) else str(m.sample(sample_prompt, 300, temperature=0.8, seed=0)),
     }
+
+
+def _commands(run: dict[str, Any], name: str) -> list[str]:
+    """The commands that made the run, paths reduced to names: the first, then each resume (run.json's "resumes")."""
+    first = run.get("command")
+    if not isinstance(first, str):  # trained from Python: the recipe's command
+        first = f"zoo train {name} --seed {run.get('options', {}).get('seed', 0)}"
+    resumes = run.get("resumes") if isinstance(run.get("resumes"), list) else []
+    # a resume from Python recorded no command line: the CLI's equivalent
+    return [rundir.public_command_text(c if isinstance(c, str) else "zoo train --resume RUN_DIR") for c in [first, *resumes]]
+
+
+def stopped_at(model_dir: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """Where an unfinished run stopped (zoo.card's `stopped`, without its metrics), from its checkpoint; None when it
+    finished what it was asked to train, or when the folder has no checkpoint (pulled or bundled weights)."""
+    if not rundir.has_checkpoint(model_dir):
+        return None
+    state = rundir.read_checkpoint_state(model_dir)
+    done, step, per_epoch = state.get("epoch"), state.get("step"), state.get("steps_per_epoch")
+    if not (_count(done) and _count(step)):  # not what zoo wrote: say nothing rather than something false
+        return None
+    options = run.get("options") if isinstance(run.get("options"), dict) else {}
+    epochs = options.get("epochs", len(options.get("epoch_lrs") or []))
+    epochs = epochs if _count(epochs) and epochs else None
+    if step == 0 and (epochs is None or done >= epochs):
+        return None
+    return {"epoch": done, "step": step, "steps_per_epoch": per_epoch if _count(per_epoch) else None, "epochs": epochs, "metrics": None}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shipped_figures(m: TrainedModel, model_dir: Path, stopped: dict[str, Any]) -> dict[str, float]:
+    """The validation figures of the weights a run stopped mid-epoch left (its history's are an older epoch's)."""
+    try:
+        result = m.evaluate()
+    except ZooError as exc:
+        raise ZooError(
+            f"{model_dir} stopped {stopped_text(stopped)}, so its card needs the figures of its weights, and evaluating "
+            f"them failed ({exc}); resume it to the end of an epoch, or push it where its data can be read"
+        ) from None
+    return {k: float(result[k]) for k in ("val_loss", "val_acc", "val_mape") if k in result}
 
 
 def card_text(model_dir: Path, **kwargs: Any) -> str:
@@ -91,39 +139,98 @@ def write_card(model_dir: Path, **kwargs: Any) -> Path:
     return path
 
 
-def _stage(model_dir: Path, repo_id: str, license: str) -> Path:
-    """A temporary copy of the publishable files, with a model card if the folder has none of its own."""
-    staging = Path(tempfile.mkdtemp(prefix="zoo-push-"))
-    for name in rundir.PUBLISHED_FILES:
-        if (model_dir / name).is_file():
-            shutil.copyfile(model_dir / name, staging / name)
+def _stage(model_dir: Path, staging: Path, repo_id: str, license: str) -> None:
+    """Copy the publishable files into `staging`, with a model card if the folder has none of its own."""
+    for name, source in publishable_files(model_dir).items():
+        shutil.copyfile(source, staging / name)
     bundled = _is_bundled(model_dir)
     if not bundled:  # bundled files go byte for byte: registry.toml pins their sha256
         _strip_local_paths(staging)
     card = rundir.card(staging)
     if not card.exists() or MARKER in card.read_text(encoding="utf-8", errors="replace") and not bundled:
-        write_card(staging, repo_id=repo_id, license=license)
-    return staging
+        # from the run's own folder: its checkpoint says whether the run finished, and its data is where it was
+        atomic_write_bytes(card, card_text(model_dir, repo_id=repo_id, license=license).encode("utf-8"))
+
+
+def publishable_files(model_dir: Path) -> dict[str, Path]:
+    """The folder's files that go up to the Hub, each as the file to read. A link that leads out of the folder is
+    refused: it could upload any file of this machine (a token) under a run's file name."""
+    folder = Path(model_dir).resolve()
+    roots = [folder]
+    blobs = folder.parent.parent / "blobs"
+    if folder.parent.name == "snapshots" and blobs.is_dir() and not blobs.is_symlink():
+        roots.append(blobs.resolve())  # a Hub cache snapshot: its files are links to the repository's blobs
+    found = {}
+    for name in rundir.PUBLISHED_FILES:
+        path = Path(model_dir) / name
+        if not path.is_file():
+            continue
+        target = path.resolve()
+        if not any(target.is_relative_to(root) for root in roots):
+            raise ZooError(
+                f"push: {path} is a link to a file outside the run folder; refusing to upload it "
+                f"(copy the file in if it belongs to the run)"
+            )
+        found[name] = target
+    return found
 
 
 def _strip_local_paths(staging: Path) -> None:
-    """A corpus file's absolute path (config.json's data, run.json's options and command) names folders and
-    often the user on this machine: the Hub gets the file's name (its sha256 in run.json still identifies it)."""
+    """Nothing of this machine's file system goes up to the Hub: config.json's data and run.json's options and
+    commands keep only names (older zoo recorded them in full; run.json's data_sha256 still identifies the corpus)."""
     config_path, run_path = rundir.config_path(staging), staging / rundir.RUN
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    data = config.get("data")
-    if not (isinstance(data, str) and os.path.isabs(data)):
-        return
-    name = Path(data).name
-    config["data"] = name
-    atomic_write_json(config_path, config)
+    if config_path.is_file():
+        config = read_json(config_path)
+        if isinstance(config.get("data"), str) and rundir.name_only(config["data"]) != config["data"]:
+            atomic_write_json(config_path, {**config, "data": rundir.name_only(config["data"])})
     if run_path.is_file():
-        run = json.loads(run_path.read_text(encoding="utf-8"))
-        if isinstance(run.get("options"), dict) and run["options"].get("data") == data:
-            run["options"]["data"] = name
-        if isinstance(run.get("command"), str):
-            run["command"] = run["command"].replace(data, name)
-        atomic_write_json(run_path, run)
+        run = read_json(run_path)
+        public = dict(run)
+        for key, reduce in (("options", _names_only), ("command", _commands_public), ("resumes", _commands_public)):
+            if key in run:
+                public[key] = reduce(run[key])
+        if public != run:
+            atomic_write_json(run_path, public)
+
+
+def _names_only(value: Any) -> Any:
+    """`value` (run.json's options) with every string that holds a path reduced to its name, in lists and dicts."""
+    if isinstance(value, str):
+        return rundir.name_only(value)
+    if isinstance(value, list):
+        return [_names_only(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _names_only(v) for k, v in value.items()}
+    return value
+
+
+def _commands_public(value: Any) -> Any:
+    """run.json's "command" (a string) or "resumes" (a list of them), paths reduced to names."""
+    if isinstance(value, str):
+        return rundir.public_command_text(value)
+    if isinstance(value, list):
+        return [_commands_public(v) for v in value]
+    return value
+
+
+# What the Hub accepts as a repository id, OWNER/NAME (huggingface_hub.utils.validate_repo_id checks the rest)
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def check_repo_id(repo_id: str) -> str:
+    """`repo_id` if it is OWNER/NAME, checked before any request (the Hub would answer a bare NAME with a 404)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    problem = not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id)
+    if not problem:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError:
+            problem = True
+    if problem:
+        raise ZooError(f"push: --repo {repo_id!r} is not a Hub repository id OWNER/NAME (e.g. alice/char-rnn-small)")
+    return repo_id
 
 
 def _is_bundled(model_dir: Path) -> bool:
@@ -141,36 +248,45 @@ def push(
     license: str = "mit",
 ) -> tuple[str, str]:
     """Upload a model directory as one commit; returns (commit URL, commit hash)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub import HfApi, get_token
 
-
+    check_repo_id(repo_id)
     model_dir = Path(model_dir)
+    publishable_files(model_dir)  # before any file is read through a link (and again as they are copied)
     config = rundir.read_config(model_dir)
     if not rundir.weights(model_dir).is_file():
         raise ZooError(f"{model_dir}: no {rundir.WEIGHTS} to push")
-    from huggingface_hub import get_token
-
     if not (token or get_token()):  # else the Hub's 401 would blame a token nobody gave
         raise ZooError("push: no Hub token; pass --token, set HF_TOKEN, or log in with `hf auth login`")
-    staging = _stage(model_dir, repo_id, license)
-    api = HfApi(token=token)
+    stopped = stopped_at(model_dir, rundir.read_run(model_dir))
+    if stopped is not None:
+        said = "the figures of the weights it ships, evaluated now" if stopped["step"] else "where it stopped"
+        warn(f"{model_dir} is an unfinished run: training stopped {stopped_text(stopped)}; its card gives {said}")
+    staging = Path(tempfile.mkdtemp(prefix="zoo-push-"))
+    try:
+        try:
+            _stage(model_dir, staging, repo_id, license)
+        except OSError as exc:
+            raise ZooError(f"push: cannot copy the files of {model_dir} to upload them ({exc.strerror or exc})") from None
+        commit = message or f"zoo push {config['model']}"
+        return _upload(HfApi(token=token), staging, repo_id, private, branch, commit)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _upload(api: Any, staging: Path, repo_id: str, private: bool, branch: str | None, message: str) -> tuple[str, str]:
+    """One commit of the staged files to `repo_id` (created if needed, on `branch` if given); (commit URL, hash)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if branch:
             api.create_branch(repo_id, branch=branch, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=staging,
-            revision=branch,
-            commit_message=message or f"zoo push {config['model']}",
-        )
+        info = api.upload_folder(repo_id=repo_id, folder_path=staging, revision=branch, commit_message=message)
     except Exception as exc:  # one line for every way the Hub or the network can say no
         if not isinstance(exc, (HfHubHTTPError, OSError, ValueError)) and not is_connection_error(exc):
             raise
         raise hub_error(exc, f"push to {repo_id}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return info.commit_url, info.oid
 
 

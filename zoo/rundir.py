@@ -4,7 +4,8 @@ One folder = one model, in the Hugging Face Hub layout, plus the state to resume
 
     config.json         what the model is: name, plugin, task, hyper-parameters, and the task's own keys
                         (a character model's vocabulary and batching; a table model's columns)
-    run.json            how the run was made: the command, resolved options, data sha256, versions, device
+    run.json            how the run was made: the command and each resume's (paths reduced to names), resolved
+                        options, data sha256, versions, device
     model.safetensors   the weights (never a pickle; zoo.checkpoint writes and checks them)
     training.json       the per-epoch metrics history
     loss.png            the loss curves
@@ -18,7 +19,8 @@ to `CONFIG_FORMAT`, so no other module needs a default for a key older zoo did n
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,38 @@ def read_run(run_dir: Path | None, required: bool = False) -> dict[str, Any]:
 
 def write_run(run_dir: Path, record: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / RUN, record)
+
+
+_SEPARATORS = re.compile(r"[/\\]+")
+
+
+def name_only(value: str) -> str:
+    """`value` with a path in it reduced to its last part ("/home/u/runs/a" -> "a", "--out=../x/a" -> "--out=a",
+    "key=/srv/c.txt" -> "key=c.txt"); a value without a path is returned as it is. Why: run.json and the card go
+    up to the Hub, and a folder's path names the user and their folders."""
+    key, eq, rest = value.partition("=")
+    if eq and not _SEPARATORS.search(key):  # --opt=VALUE or KEY=VALUE: only the value can be a path
+        return key + eq + name_only(rest)
+    if not (_SEPARATORS.search(value) or value.startswith("~")):
+        return value
+    parts = [p for p in _SEPARATORS.split(value) if p]
+    if not parts or len(parts) == 1 and value.startswith("~"):  # "/", or "~user": a home folder names its user
+        return value[:1]
+    return parts[-1]
+
+
+def public_command(args: Iterable[str]) -> str:
+    """A command line as run.json records it: every path reduced to its name, quoted as a shell would need."""
+    return shlex.join(name_only(a) for a in args)
+
+
+def public_command_text(command: str) -> str:
+    """`public_command` of a recorded command line (older runs recorded their paths in full, joined by spaces)."""
+    try:
+        args = shlex.split(command)
+    except ValueError:  # unbalanced quotes: a path inside would still be split at its spaces and separators
+        args = command.split()
+    return public_command(args)
 
 
 def read_history(run_dir: Path | None) -> list[dict[str, Any]]:
