@@ -27,6 +27,7 @@ CHAR_META = {
         {"epoch": 2, "lr": 0.0001, "trn_loss": 1.7, "val_loss": 1.56789, "val_acc": 0.54321, "seconds": 11.0},
     ],
     "command": "zoo train char-demo --seed 0",
+    "install": ["lesson6-zoo"],
     "dataset": "nietzsche",
     "split": "random",
     "held_out": "20%",
@@ -50,6 +51,7 @@ TABLE_META = {
     "hparams": {"layers": "32,16"},
     "history": [{"epoch": 1, "lr": 0.001, "trn_loss": 0.5, "val_loss": 0.25, "val_mape": 12.5, "seconds": 1.5}],
     "command": "zoo train table-demo --seed 0",
+    "install": ["lesson6-zoo", "zoo-table-demo"],
     "task": "tabular-regression",
     "loss_label": "mean squared error",
     "dataset": "txhousing",
@@ -70,6 +72,7 @@ def _check_char_card(card: str) -> None:
     assert "| 2 | 0.0001 | 1.7000 | 1.5679 | 0.5432 | 1.547 | 11.0 |" in card  # and in the table, with the lesson's
     assert "| 1 | 0.001 | 2.1000 | 1.9876 | 0.4123 | - | 12.3 |" in card
     assert "Reference figures: a lesson." in card
+    assert "## Use\n\n```\npip install lesson6-zoo\n```\n" in card  # the distribution on PyPI, not `zoo`
     assert 'zoo ships these weights: `zoo sample char-demo --prompt "for thos" --seed 0`' in card
     assert "zoo pull alice/char-demo" in card and "/nowhere" not in card
     assert "## Sample (temperature 0.8, seed 0)\n\n```\nfor those who know the truth\n```\n" in card
@@ -109,6 +112,6 @@ def test_the_metadata_picks_what_the_card_says():
     assert "\n# table-demo\n" in table and "pipeline_tag: tabular-regression" in table and "- tabular-regression" in table
     assert "- categorical columns (values seen in training): city (3)" in table and "- target: log of sales" in table
     assert "name: mean squared error" in table and "| 1 | 0.001 | 0.5 | 0.25 | 12.5 | 1.5 |" in table
-    assert "zoo pull table-demo\nzoo eval table-demo" in table
+    assert "pip install lesson6-zoo zoo-table-demo\nzoo pull table-demo\nzoo eval table-demo" in table
     with pytest.raises(ValueError, match="unknown card kind"):
         render({**CHAR_META, "kind": "image"})

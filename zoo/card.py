@@ -16,6 +16,7 @@ every card
   history         the rows of training.json's history (list of dict), [] before a finished epoch
   command         the commands that trained it, one a line: the first (run.json's, or `zoo train NAME --seed S`),
                   then each `--resume`; paths reduced to their names
+  install         the distributions `pip install` needs for it: zoo's, then the plugin's when it ships apart
   stopped         (optional) None for a run that finished, or where an unfinished one stopped: {"epoch": epochs
                   finished, "step": batches of the next one done, "steps_per_epoch": int | None, "epochs":
                   epochs scheduled | None, "metrics": the shipped weights' own figures ({"val_loss": ...}) when they
@@ -74,6 +75,10 @@ def _stopped_lines(stopped: dict[str, Any] | None, labels: dict[str, str]) -> li
     figures = ", ".join(f"{labels.get(k, k)} {v:.4f}" for k, v in metrics.items())
     table = " (not those of the table's last finished epoch)" if stopped["epoch"] else ""
     return [said + f" Figures of these weights{table}, evaluated on the validation rows when this card was written: {figures}.", ""]
+
+
+def _install_line(meta: dict[str, Any]) -> str:
+    return "pip install " + " ".join(meta["install"])
 
 
 def _hparams_text(hparams: dict[str, Any]) -> str:
@@ -143,7 +148,7 @@ def _render_char_lm(meta: dict[str, Any]) -> str:
     if ref is not None:
         lines += [f"Reference figures: {ref['source']}." + (f" {ref['note']}." if ref["note"] else ""), ""]
     lines += ["## Recipe", "", "```", meta["command"], "```", ""]
-    lines += ["## Use", ""]
+    lines += ["## Use", "", "```", _install_line(meta), "```", ""]
     prompt, repo_id, bundled = meta["sample_prompt"], meta["repo_id"], meta["bundled"]
     sample_args = f'--prompt "{prompt}" --seed 0'
     if bundled:  # works offline, before and after publishing
@@ -209,5 +214,5 @@ def _render_table(meta: dict[str, Any]) -> str:
     lines += _stopped_lines(stopped, {})
     where = meta["repo_id"] or meta["name"]
     lines += ["## Recipe", "", "```", meta["command"], "```", ""]
-    lines += ["## Use", "", "```", f"zoo pull {where}", f"zoo eval {where}", "```", ""]
+    lines += ["## Use", "", "```", _install_line(meta), f"zoo pull {where}", f"zoo eval {where}", "```", ""]
     return _card(data, lines)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo import pipeline, published, rundir
+from zoo import DISTRIBUTION, pipeline, published, rundir
 from zoo.api import LoadedModel, TrainedModel, load
 from zoo.card import MARKER, render, stopped_text
 from zoo.errors import ZooError, warn
@@ -55,6 +55,7 @@ def card_metadata(
         "command": "\n".join(_commands(run, spec.name)),
         "stopped": stopped,
         "dataset": rundir.name_only(str(config.get("data") or spec.dataset)),
+        "install": distributions(spec.plugin),
     }
     if not isinstance(m, LoadedModel):  # a table model (zoo.tasks.table)
         return {
@@ -82,6 +83,15 @@ def card_metadata(
         "sample_prompt": sample_prompt,
         "sample": None if m.vocab.unknown(sample_prompt) else str(m.sample(sample_prompt, 300, temperature=0.8, seed=0)),
     }
+
+
+def distributions(plugin: str) -> list[str]:
+    """What to `pip install` for a model of `plugin`: zoo's distribution, and the plugin's when it ships apart."""
+    from zoo.plugins import host
+
+    info = host().infos.get(plugin)
+    extra = info.distribution if info is not None else None
+    return [DISTRIBUTION] + ([extra] if extra and extra != DISTRIBUTION else [])
 
 
 def _commands(run: dict[str, Any], name: str) -> list[str]:
