@@ -183,12 +183,12 @@ STATE_JSON = [
     (set_state("trained_seconds", float("nan")), "'trained_seconds' is nan, not what zoo wrote"),
     (set_state("epoch", 0), "'history' holds 1 epochs, but 'epoch' says 0 are done"),
     (set_state("history", [{"epoch": 1}]), "'history' is [{'epoch': 1}], not what zoo wrote"),  # the plot's KeyError
-    (set_state("optimizer", 5), "state.json's 'optimizer' must be an object, got 5"),  # was AttributeError
+    (set_state("optimizer", 5), "checkpoint/state.json: 'optimizer' must be an object, got 5"),  # was AttributeError
     (set_state("optimizer", {"param_groups": "x"}), "the optimizer's 'param_groups' must be a list of 1 objects"),
     (set_group("params", [0, 1]), "a parameter group's 'params' must list 7 parameter numbers, got [0, 1]"),
     (set_group("params", [0, 0, 1, 2, 3, 4, 5]), "a parameter number is listed twice"),
-    (set_group("params", [0, 1, 2, 3, 4, 5, 9]), "holds optimizer state for parameter 6, which the optimizer's 'params' do not list"),
-    (set_group("lr", "fast"), "the optimizer's 'lr' must be a positive number, got 'fast'"),
+    (set_group("params", [0, 1, 2, 3, 4, 5, 9]), "optimizer.safetensors: holds optimizer state for parameter 6, which the"),
+    (set_group("lr", "fast"), "checkpoint/state.json: the optimizer's 'lr' must be a positive number, got 'fast'"),
     (set_group("betas", [0.5, "x"]), "the optimizer's 'betas' is [0.5, 'x'], not this run's (0.9, 0.999)"),
     (set_group("eps", -1), "the optimizer's 'eps' is -1, not this run's 1e-08"),
     (set_group("amsgrad", True), "the optimizer's 'amsgrad' is True, not this run's False"),
@@ -214,7 +214,7 @@ def _put(name: str, value: torch.Tensor) -> Callable[[Path], None]:
 
 
 OPTIMIZER_FILE = [
-    (_put("state.0.exp_avg", torch.zeros(63, 4, dtype=torch.float64)), "'exp_avg' of parameter 0 (63, 4) is (63, 4) torch.float64"),
+    (_put("state.0.exp_avg", torch.zeros(63, 4, dtype=torch.float64)), "safetensors: the optimizer's 'exp_avg' of parameter 0 (63, 4) is"),
     (_put("state.0.exp_avg", torch.zeros(63)), "is (63,) torch.float32, not (63, 4) torch.float32"),
     (_put("state.0.exp_avg_sq", torch.full((63, 4), float("nan"))), "'exp_avg_sq' of parameter 0 (63, 4) holds numbers that are not"),
     (edit_tensors(lambda t: t.pop("state.2.exp_avg")), "parameter 2's optimizer state holds ['exp_avg_sq', 'step']"),  # a KeyError
@@ -357,7 +357,7 @@ def test_any_optimizer_setting_is_checked_or_refused(key, value):
     opt, tensors, meta = _stepped_adam()
     meta["param_groups"][0][key] = value
     try:
-        optimizer_from_tensors(opt, tensors, meta, Path("optimizer.safetensors"))
+        optimizer_from_tensors(opt, tensors, meta, Path("checkpoint"))
     except ZooError:
         return
     group = opt.param_groups[0]

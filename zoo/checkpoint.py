@@ -162,15 +162,15 @@ def state_keys(opt: torch.optim.Optimizer, group: dict[str, Any]) -> set[str] | 
     return None
 
 
-def saved_state(where: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
+def saved_state(ckpt: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """The saved per-parameter state by parameter index: tensors from optimizer.safetensors, scalars from state.json."""
     state: dict[int, dict[str, Any]] = {}
     scalars = meta.get("scalars", {})
     if not isinstance(scalars, dict):
-        raise ZooError(f"{where}: the optimizer's 'scalars' must be an object, got {scalars!r}")
-    named = [(name, _STATE_TENSOR, value) for name, value in tensors.items() if name.startswith("state.")]
-    named += [(name, _STATE_SCALAR, value) for name, value in scalars.items()]
-    for name, pattern, value in named:
+        raise ZooError(f"{ckpt / STATE}: the optimizer's 'scalars' must be an object, got {scalars!r}")
+    named = [(ckpt / OPTIMIZER, name, _STATE_TENSOR, value) for name, value in tensors.items() if name.startswith("state.")]
+    named += [(ckpt / STATE, name, _STATE_SCALAR, value) for name, value in scalars.items()]
+    for where, name, pattern, value in named:
         match = pattern.fullmatch(name)
         if match is None:
             raise ZooError(f"{where}: {name!r} is not the name of an optimizer state")
@@ -180,7 +180,7 @@ def saved_state(where: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
         state[idx][key] = value
     unknown = [n for n in tensors if not (n.startswith("state.") or n in _RNG or _CARRIED.fullmatch(n))]
     if unknown:
-        raise ZooError(f"{where}: holds {unknown[0]!r}, which zoo does not write")
+        raise ZooError(f"{ckpt / OPTIMIZER}: holds {unknown[0]!r}, which zoo does not write")
     return state
 
 
@@ -233,13 +233,14 @@ def check_param_state(where: Path, idx: int, param: torch.Tensor, state: dict[st
             raise ZooError(f"{what} must be a tensor, got {value!r}")
 
 
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: Any, where: Path) -> None:
-    """Load a saved optimizer state into `opt`, once every part of it is checked against `opt`'s parameters (`where`:
-    the file named in the errors)."""
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: Any, ckpt: Path) -> None:
+    """Load a saved optimizer state (its tensors, and state.json's "optimizer": `meta`) into `opt`, once every part of it
+    is checked against `opt`'s parameters. `ckpt`: the checkpoint folder, whose files the errors name."""
     if not isinstance(meta, dict):
-        raise ZooError(f"{where}: state.json's 'optimizer' must be an object, got {meta!r}")
-    groups = checked_groups(where, opt, meta.get("param_groups"))
-    state = saved_state(where, tensors, meta)
+        raise ZooError(f"{ckpt / STATE}: 'optimizer' must be an object, got {meta!r}")
+    groups = checked_groups(ckpt / STATE, opt, meta.get("param_groups"))
+    state = saved_state(ckpt, tensors, meta)
+    where = ckpt / OPTIMIZER
     params = {i: (p, now) for group, now in zip(groups, opt.param_groups) for i, p in zip(group["params"], now["params"])}
     for idx, values in state.items():
         if idx not in params:
@@ -353,7 +354,7 @@ def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) ->
     where = ckpt / OPTIMIZER
     tensors = read_tensors(where)
     carried = saved_carried(where, tensors, model)
-    optimizer_from_tensors(opt, tensors, state.get("optimizer"), where)
+    optimizer_from_tensors(opt, tensors, state.get("optimizer"), ckpt)
     restore_rng(where, tensors)
     state["carried"] = carried
     return state
