@@ -161,8 +161,17 @@ RUN_JSON = [
 ]
 
 
+# config.json's held-out part, which a resume splits the text by (the rest of config.json is its task's to check)
+RUN_JSON += [
+    (edit_json("config.json", lambda config: config.__setitem__("val_frac", "0.2")), "'val_frac' must be a number between 0 and 1"),
+    (edit_json("config.json", lambda config: config.__setitem__("val_frac", 0)), "'val_frac' must be a number between 0 and 1"),
+    (edit_json("config.json", lambda config: config.__setitem__("val_frac", float("nan"))), "(exclusive), got nan"),
+    (edit_json("config.json", lambda config: config.__setitem__("split", 5)), "config.json: 'split' must be the name of a split, got 5"),
+]
+
+
 @pytest.mark.parametrize("damage, needle", RUN_JSON)
-def test_a_hand_edited_run_json_is_one_line_on_resume(capsys, tmp_path, run, damage, needle):
+def test_a_hand_edited_run_record_is_one_line_on_resume(capsys, tmp_path, run, damage, needle):
     line = resume_error(capsys, damaged(run, tmp_path, damage))
     assert needle in line, line
 

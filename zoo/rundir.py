@@ -102,7 +102,17 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise ZooError(f"{path}: 'hparams' must be an object")
     if not isinstance(config.get("task", "char-lm"), str):
         raise ZooError(f"{path}: 'task' must be a task name, got {config['task']!r}")
-    return upgrade_config(config)
+    config = upgrade_config(config)
+    if config["task"] == "char-lm":  # the keys `upgrade_config` supplies, which a resume and an evaluation split by
+        _check_held_out(path, config["split"], config["val_frac"])
+    return config
+
+
+def _check_held_out(path: Path, split: Any, val_frac: Any) -> None:
+    if not isinstance(split, str):
+        raise ZooError(f"{path}: 'split' must be the name of a split, got {split!r}")
+    if isinstance(val_frac, bool) or not isinstance(val_frac, (int, float)) or not 0 < val_frac < 1:
+        raise ZooError(f"{path}: 'val_frac' must be a number between 0 and 1 (exclusive), got {val_frac!r}")
 
 
 def config_path(run_dir: Path) -> Path:
