@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from zoo import checks
 from zoo.errors import ZooError
 from zoo.fileio import DIR_MODE, atomic_write_bytes, atomic_write_json, read_json
 from zoo.rundir import CHECKPOINT, CHECKPOINT_TEMP, OPTIMIZER, PREVIOUS_CHECKPOINT, STATE, WEIGHTS, WEIGHTS_TEMP
@@ -164,22 +167,122 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Te
 
 IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable")
 
+# The names optimizer.safetensors holds: a parameter's state, the random generators' states, a carried hidden state
+_STATE_TENSOR = re.compile(r"state\.(\d{1,9})\.(\w{1,64})")
+_STATE_SCALAR = re.compile(r"(\d{1,9})\.(\w{1,64})")
+_CARRIED = re.compile(r"carried\.\d{1,9}")
+_RNG = ("rng.torch", "rng.cuda")
 
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+
+def state_keys(opt: torch.optim.Optimizer, group: dict[str, Any]) -> set[str] | None:
+    """What a parameter's state holds once the optimizer has stepped (None: an optimizer zoo does not make)."""
+    if isinstance(opt, torch.optim.Adam):
+        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if group.get("amsgrad") else set())
+    if isinstance(opt, torch.optim.SGD):
+        return {"momentum_buffer"}
+    return None
+
+
+def saved_state(ckpt: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The saved per-parameter state by parameter index: tensors from optimizer.safetensors, scalars from state.json."""
     state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("state."):
-            _, idx, key = name.split(".", 2)
-            state.setdefault(int(idx), {})[key] = value
-    for name, value in meta.get("scalars", {}).items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    saved = meta["param_groups"]
-    if len(saved) == len(opt.param_groups):  # else load_state_dict says what does not match
-        # How the update runs (fused kernels, foreach, capturable) is this machine's choice, made when the optimizer was
-        # built, not the saved run's: a run started without fused Adam (an older zoo, or MPS) resumes with it here.
-        saved = [{**group, **{k: now[k] for k in IMPLEMENTATION_FLAGS if k in now}} for group, now in zip(saved, opt.param_groups)]
-    opt.load_state_dict({"state": state, "param_groups": saved})
+    scalars = meta.get("scalars", {})
+    if not isinstance(scalars, dict):
+        raise ZooError(f"{ckpt / STATE}: the optimizer's 'scalars' must be an object, got {scalars!r}")
+    named = [(ckpt / OPTIMIZER, name, _STATE_TENSOR, value) for name, value in tensors.items() if name.startswith("state.")]
+    named += [(ckpt / STATE, name, _STATE_SCALAR, value) for name, value in scalars.items()]
+    for where, name, pattern, value in named:
+        match = pattern.fullmatch(name)
+        if match is None:
+            raise ZooError(f"{where}: {name!r} is not the name of an optimizer state")
+        idx, key = int(match[1]), match[2]
+        if key in state.setdefault(idx, {}):
+            raise ZooError(f"{where}: the state {key!r} of parameter {idx} is saved twice")
+        state[idx][key] = value
+    unknown = [n for n in tensors if not (n.startswith("state.") or n in _RNG or _CARRIED.fullmatch(n))]
+    if unknown:
+        raise ZooError(f"{ckpt / OPTIMIZER}: holds {unknown[0]!r}, which zoo does not write")
+    return state
+
+
+def checked_groups(where: Path, opt: torch.optim.Optimizer, saved: Any) -> list[dict[str, Any]]:
+    """The saved parameter groups to load: their parameter numbers and learning rates, the rest this run's own.
+
+    The settings (betas, eps, ...) are the recipe's, so a saved one that differs was edited; how the update runs
+    (fused kernels, foreach, capturable) is this machine's choice, not the saved run's: a run started without fused
+    Adam (an older zoo, or MPS) resumes with it here.
+    """
+    if not isinstance(saved, list) or len(saved) != len(opt.param_groups) or not all(isinstance(g, dict) for g in saved):
+        raise ZooError(f"{where}: the optimizer's 'param_groups' must be a list of {len(opt.param_groups)} objects")
+    groups, seen = [], set()
+    for group, now in zip(saved, opt.param_groups):
+        params = group.get("params")
+        if not (isinstance(params, list) and len(params) == len(now["params"]) and all(_whole(i) for i in params)):
+            raise ZooError(f"{where}: a parameter group's 'params' must list {len(now['params'])} parameter numbers, got {params!r}")
+        if seen & set(params) or len(set(params)) != len(params):
+            raise ZooError(f"{where}: a parameter number is listed twice in the optimizer's 'params'")
+        seen |= set(params)
+        for key, value in group.items():
+            ours = now.get(key)
+            if key in ("params", "lr", *IMPLEMENTATION_FLAGS) or key not in now:
+                continue
+            if (tuple(value) if isinstance(value, list) else value) != ours:
+                raise ZooError(f"{where}: the optimizer's {key!r} is {value!r}, not this run's {ours!r}; the checkpoint was edited")
+        lr = checks.positive(f"{where}: the optimizer's 'lr'", group.get("lr"))
+        groups.append({**{k: v for k, v in now.items() if k != "params"}, "lr": lr, "params": params})
+    return groups
+
+
+def check_param_state(where: Path, idx: int, param: torch.Tensor, state: dict[str, Any], keys: set[str] | None) -> None:
+    """One parameter's saved state against the parameter: every tensor of its shape and dtype (the fused Adam kernel
+    writes past a smaller buffer, corrupting memory), a step count of at least 1 (the optimizer has stepped once when
+    it has state), and only finite numbers."""
+    if keys is not None and set(state) != keys:
+        raise ZooError(f"{where}: parameter {idx}'s optimizer state holds {sorted(state)}, not {sorted(keys)}")
+    for key, value in state.items():
+        what = f"{where}: the optimizer's {key!r} of parameter {idx} {tuple(param.shape)}"
+        if key == "step":
+            step = value.item() if isinstance(value, torch.Tensor) and value.shape == () and value.is_floating_point() else value
+            if not (isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step) and step >= 1):
+                raise ZooError(f"{what} must be a count of at least 1, got {_shown(step)}")
+        elif isinstance(value, torch.Tensor):
+            if value.shape != param.shape or value.dtype != param.dtype:
+                raise ZooError(f"{what} is {_shown(value)}, not {tuple(param.shape)} {param.dtype}")
+            if not bool(torch.isfinite(value).all()):
+                raise ZooError(f"{what} holds numbers that are not finite")
+        elif value is not None:
+            raise ZooError(f"{what} must be a tensor, got {value!r}")
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: Any, ckpt: Path) -> None:
+    """Load a saved optimizer state (its tensors, and state.json's "optimizer": `meta`) into `opt`, once every part of it
+    is checked against `opt`'s parameters. `ckpt`: the checkpoint folder, whose files the errors name."""
+    if not isinstance(meta, dict):
+        raise ZooError(f"{ckpt / STATE}: 'optimizer' must be an object, got {meta!r}")
+    groups = checked_groups(ckpt / STATE, opt, meta.get("param_groups"))
+    state = saved_state(ckpt, tensors, meta)
+    where = ckpt / OPTIMIZER
+    params = {i: (p, now) for group, now in zip(groups, opt.param_groups) for i, p in zip(group["params"], now["params"])}
+    for idx, values in state.items():
+        if idx not in params:
+            raise ZooError(f"{where}: holds optimizer state for parameter {idx}, which the optimizer's 'params' do not list")
+        param, now = params[idx]
+        check_param_state(where, idx, param, values, state_keys(opt, now))
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # what the checks above do not foresee
+        raise ZooError(f"{where}: optimizer state does not fit this model ({exc})") from None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """A saved value for an error line: a tensor by its shape and dtype, never its contents."""
+    if isinstance(value, torch.Tensor):
+        return f"{tuple(value.shape)} {value.dtype}"
+    return repr(value)
 
 
 def save_checkpoint(
@@ -231,18 +334,48 @@ def remove_stale_temps(out_dir: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
+def restore_rng(where: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Set the random generators to their saved states, each checked first: torch refuses a wrong size with a
+    traceback, and a state of the right size it cannot use."""
+    states = [("rng.torch", torch.get_rng_state, torch.set_rng_state)]
+    if torch.cuda.is_available():
+        states.append(("rng.cuda", torch.cuda.get_rng_state, torch.cuda.set_rng_state))
+    for name, get, put in states:
+        if name not in tensors:  # checkpoints of a CPU run hold no CUDA state
+            continue
+        saved, now = tensors[name], get()
+        if saved.dtype != torch.uint8 or saved.shape != now.shape:
+            raise ZooError(f"{where}: the random generator's state {name!r} is {_shown(saved)}, not {_shown(now)}")
+        try:
+            put(saved)
+        except RuntimeError:  # "Invalid mt19937 state"
+            put(now)
+            raise ZooError(f"{where}: the random generator's state {name!r} is not one torch wrote") from None
+
+
+def saved_carried(where: Path, tensors: dict[str, torch.Tensor], model: nn.Module) -> tuple[torch.Tensor, ...] | None:
+    """The hidden state a stateful model carried between batches, checked against the state it starts from."""
+    carried = [tensors[f"carried.{i}"] for i in range(len(tensors)) if f"carried.{i}" in tensors]
+    if not carried or not getattr(model, "stateful", False):
+        return None  # a model without state ignores one
+    rows = carried[0].shape[0] if carried[0].dim() else 0
+    fresh = model.init_state(max(1, rows))
+    fresh = fresh if isinstance(fresh, tuple) else (fresh,)
+    shapes, expected = [tuple(t.shape) for t in carried], [tuple(t.shape) for t in fresh]
+    if rows < 1 or shapes != expected or not all(t.is_floating_point() and bool(torch.isfinite(t).all()) for t in carried):
+        raise ZooError(f"{where}: the carried hidden state {shapes} does not fit the model's {expected} (finite numbers)")
+    return tuple(carried)
+
+
 def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load the weights and optimizer state into `model` and `opt`, and set the random generators; the state.json
+    counters (with "carried": a stateful model's hidden state, or None). Every part is checked before it is used."""
     load_weights(ckpt / WEIGHTS, model)
     state = read_json(ckpt / STATE)
-    tensors = read_tensors(ckpt / OPTIMIZER)
-    try:
-        optimizer_from_tensors(opt, tensors, state["optimizer"])
-    except (KeyError, ValueError) as exc:
-        raise ZooError(f"{ckpt}: optimizer state does not fit this model ({exc})") from None
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    carried = [tensors[f"carried.{i}"] for i in range(len(tensors)) if f"carried.{i}" in tensors]
-    state["carried"] = tuple(carried) if carried else None
+    where = ckpt / OPTIMIZER
+    tensors = read_tensors(where)
+    carried = saved_carried(where, tensors, model)
+    optimizer_from_tensors(opt, tensors, state.get("optimizer"), ckpt)
+    restore_rng(where, tensors)
+    state["carried"] = carried
     return state

@@ -19,6 +19,11 @@ DEFAULT_VAL_FRAC = 0.2  # the lesson's: a fifth of the text (or of the windows, 
 # The shuffle seeds a generator with seed * 1_000_003 + epoch (zoo.data.batching), which must fit in 64 bits.
 SEED_LIMIT = 2**43
 
+# Caps on what a run may ask for, so a mistyped or hand-edited number is one line, not a MemoryError: the schedule is a
+# list of one rate per epoch, and zoo compare's 1,000 epochs are far below the cap.
+EPOCHS_LIMIT = 1_000_000
+BATCH_SIZE_LIMIT = 1 << 20  # rows in one batch: 10**9 was obeyed silently (one batch of everything)
+
 # What `--resume` may still change: the rest is the run's own, fixed when it started.
 RESUMABLE = "--epochs, --max-steps, --budget, --device, --cuda-graph"
 
@@ -65,7 +70,38 @@ def record_lrs(lrs: list[float]) -> dict[str, Any]:
 def recorded_lrs(options: dict[str, Any]) -> list[float]:
     """The per-epoch rates `record_lrs` wrote; a run.json from before it lists every epoch's rate, without "epochs"."""
     lrs = list(options["epoch_lrs"])
-    return extend_lrs(lrs, checks.whole("run.json's epochs", options.get("epochs", len(lrs)), 1))
+    return extend_lrs(lrs, checks.whole("run.json's epochs", options.get("epochs", len(lrs)), 1, EPOCHS_LIMIT))
+
+
+# The keys of run.json's "options" a resume reads, and none may be missing.
+RESUMED_KEYS = ("epoch_lrs", "batch_size", "seed", "data")
+
+
+def recorded_options(record: dict[str, Any], where: str) -> dict[str, Any]:
+    """run.json's "options" (`record`'s, read from the file `where`), every key a resume reads checked as the flag it
+    recorded was checked when the run started: a hand-edited value is one line naming it, not a traceback later."""
+    options = record.get("options")
+    if not isinstance(options, dict):
+        raise ZooError(f"{where}: 'options' must be an object, got {options!r}")
+    missing = [key for key in RESUMED_KEYS if key not in options]
+    if missing:
+        raise ZooError(f"{where}: 'options' lacks the key {missing[0]!r}")
+    lrs = options["epoch_lrs"]
+    if not isinstance(lrs, list) or not lrs:
+        raise ZooError(f"{where}: 'epoch_lrs' must be a list of learning rates, got {lrs!r}")
+    checked = {
+        "epoch_lrs": [checks.positive(f"{where}: 'epoch_lrs'", lr) for lr in lrs],
+        "epochs": checks.whole(f"{where}: 'epochs'", options.get("epochs", len(lrs)), 1, EPOCHS_LIMIT),
+        "batch_size": checks.whole(f"{where}: 'batch_size'", options["batch_size"], 1, BATCH_SIZE_LIMIT),
+        "seed": checks.whole(f"{where}: 'seed'", options["seed"], -SEED_LIMIT, SEED_LIMIT),
+    }
+    if not isinstance(options["data"], str):
+        raise ZooError(f"{where}: 'data' must be a dataset name or a file's path, got {options['data']!r}")
+    if not isinstance(options.get("train_options", {}), dict):
+        raise ZooError(f"{where}: 'train_options' must be an object, got {options['train_options']!r}")
+    if options.get("amp") not in (None, True, False):
+        raise ZooError(f"{where}: 'amp' must be true, false or null, got {options['amp']!r}")
+    return {**options, **checked}
 
 
 @dataclass(frozen=True)
@@ -105,9 +141,9 @@ class TrainOptions:
     def checked(cls, name: str | None = None, **kw: Any) -> TrainOptions:
         """The options, each checked: a Python caller has no click types in front of it, and a string would be a
         TypeError deep inside. Refuses what a resumed run cannot change."""
-        epochs = _opt(kw, "epochs", lambda v: checks.whole("--epochs", v, 1))
+        epochs = _opt(kw, "epochs", lambda v: checks.whole("--epochs", v, 1, EPOCHS_LIMIT))
         lr = _opt(kw, "lr", lambda v: checks.positive("--lr", v))
-        batch_size = _opt(kw, "batch_size", lambda v: checks.whole("--batch-size", v, 1))
+        batch_size = _opt(kw, "batch_size", lambda v: checks.whole("--batch-size", v, 1, BATCH_SIZE_LIMIT))
         seed = _opt(kw, "seed", lambda v: checks.whole("--seed", v, -SEED_LIMIT, SEED_LIMIT))
         val_frac = _opt(kw, "val_frac", check_val_frac)
         max_steps = _opt(kw, "max_steps", lambda v: checks.whole("--max-steps", v, 1))

@@ -27,7 +27,7 @@ from zoo import __version__, distributed, registry, rundir, runlock, tasks
 from zoo.checkpoint import load_checkpoint, load_weights, save_weights
 from zoo.errors import ZooError
 from zoo.model import count_params, import_object, parse_overrides
-from zoo.options import TrainOptions, epoch_lrs, extend_lrs, record_lrs, recorded_lrs
+from zoo.options import TrainOptions, epoch_lrs, extend_lrs, record_lrs, recorded_lrs, recorded_options
 from zoo.plugins import host
 from zoo.runtime import device_note, resolve_amp, resolve_device, resumed_amp
 from zoo.spec import OPTIMIZERS, ModelSpec
@@ -329,9 +329,12 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     run_dir = Path(opts.resume)
     if not run_dir.is_dir():
         raise ZooError(f"{run_dir}: no such run directory (--resume takes the folder a run wrote, e.g. runs/char-rnn)")
+    rundir.refuse_links_out(run_dir)
     config, task = read_config(run_dir)
     _refuse_foreign_options(task, opts, f"{run_dir} is a run of a {config['task']} model")
     record = rundir.read_run(run_dir, required=True)
+    options = recorded_options(record, str(rundir.run_path(run_dir)))
+    record = {**record, "options": options}  # the task's `reread` reads the checked options
     spec = spec_for(config, run_dir)
     if opts.name is not None and opts.name != spec.name:
         raise ZooError(f"{run_dir} is a run of {spec.name!r}, not {opts.name!r}")
@@ -339,7 +342,6 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     if opts.val_frac is not None and opts.val_frac != run_frac:
         raise ZooError(f"--val-frac: {run_dir} holds out {run_frac:g} of its text; a resumed run keeps the options it started with")
     _refuse_torchrun(task, spec)
-    options = record.get("options", {})
     lrs = recorded_lrs(options)
     if opts.epochs is not None:
         lrs = extend_lrs(lrs, opts.epochs)
@@ -358,7 +360,7 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     )  # fmt: skip
     trainer = ctx.trainer()
     state = load_checkpoint(rundir.find_checkpoint(run_dir), trainer.model, trainer.opt)
-    trainer.state.restore(state)
+    trainer.restore(state)
     if state["carried"] is not None:  # saved whole; under torchrun each rank takes its rows
         trainer.carried = distributed.shard_rows(d, tuple(t.to(dev) for t in state["carried"]))
     refuse_finished(run_dir, trainer, lrs)

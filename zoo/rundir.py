@@ -104,11 +104,25 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise ZooError(f"{path}: 'hparams' must be an object")
     if not isinstance(config.get("task", "char-lm"), str):
         raise ZooError(f"{path}: 'task' must be a task name, got {config['task']!r}")
-    return upgrade_config(config)
+    config = upgrade_config(config)
+    if config["task"] == "char-lm":  # the keys `upgrade_config` supplies, which a resume and an evaluation split by
+        _check_held_out(path, config["split"], config["val_frac"])
+    return config
+
+
+def _check_held_out(path: Path, split: Any, val_frac: Any) -> None:
+    if not isinstance(split, str):
+        raise ZooError(f"{path}: 'split' must be the name of a split, got {split!r}")
+    if isinstance(val_frac, bool) or not isinstance(val_frac, (int, float)) or not 0 < val_frac < 1:
+        raise ZooError(f"{path}: 'val_frac' must be a number between 0 and 1 (exclusive), got {val_frac!r}")
 
 
 def config_path(run_dir: Path) -> Path:
     return Path(run_dir) / CONFIG
+
+
+def run_path(run_dir: Path) -> Path:
+    return Path(run_dir) / RUN
 
 
 # --- run.json, training.json, the checkpoint's state ----------------------------------------------------
@@ -180,6 +194,42 @@ def find_checkpoint(run_dir: Path) -> Path:
             f"{run_dir}: the run stopped before its first checkpoint, so there is nothing to resume; start it again with the same --out"
         )
     raise ZooError(f"{run_dir}: no checkpoint to resume from (expected {run_dir}/{CHECKPOINT}/{STATE})")
+
+
+def refuse_links_out(run_dir: Path) -> None:
+    """Refuse to resume a folder whose files zoo reads are links out of it or not plain files, or whose checkpoint
+    folder is a link.
+
+    A resume reads these files whole (a link to /dev/zero or a FIFO would never end) and replaces the checkpoint
+    folder whole every epoch: a linked checkpoint/ is moved aside as a link, and the next swap cannot remove it, so
+    the run resumed once and then failed every time. Refused before anything is read or written, the link's target
+    stays as it was.
+    """
+    run_dir = Path(run_dir)
+    inside = run_dir.resolve()
+    files = [run_dir / name for name in (CONFIG, RUN, TRAINING)]
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        folder = run_dir / name
+        if folder.is_symlink():
+            raise ZooError(
+                f"{folder} is a symbolic link; zoo replaces a run's checkpoint folder whole every epoch, so it must be a "
+                f"folder inside the run: move what it points to ({_link_target(folder) or 'a loop'}) in its place"
+            )
+        files += [folder / WEIGHTS, folder / OPTIMIZER, folder / STATE]
+    for path in files:
+        target = _link_target(path)
+        if path.is_symlink() and (target is None or not target.is_relative_to(inside)):
+            raise ZooError(f"{path} is a symbolic link out of the run folder (to {target or 'a loop'}); copy the file in its place")
+        if path.exists() and not path.is_file():
+            raise ZooError(f"{path} is not a regular file")
+
+
+def _link_target(path: Path) -> Path | None:
+    """Where `path` leads once every link is followed; None for a loop of links."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python before 3.13 on a loop
+        return None
 
 
 def has_checkpoint(run_dir: Path) -> bool:

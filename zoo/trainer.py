@@ -81,16 +81,46 @@ class TrainState:
         for key in self.FIELDS:
             if key not in saved:  # checkpoints from before a field existed lack it
                 continue
-            value, default = saved[key], getattr(self, key)
-            if isinstance(default, list):
-                ok = isinstance(value, list) and all(isinstance(h, dict) for h in value)
-            elif isinstance(default, int):
-                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            else:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok:
+            value = saved[key]
+            if not _fits(getattr(self, key), value):
                 raise ZooError(f"checkpoint/state.json: {key!r} is {value!r}, not what zoo wrote; the checkpoint was edited or damaged")
             setattr(self, key, value)
+        if {"history", "epoch"} <= set(saved) and len(self.history) != self.epoch:  # a row of figures per finished epoch
+            raise ZooError(
+                f"checkpoint/state.json: 'history' holds {len(self.history)} epochs, but 'epoch' says {self.epoch} are done; "
+                "the checkpoint was edited or damaged"
+            )
+
+    def check_position(self, n_batches: int) -> None:
+        """Refuse a position past the end of an epoch of `n_batches` batches, or a checkpoint of epochs of another
+        length (the batch size or the data changed since it was written)."""
+        if self.steps_per_epoch and self.steps_per_epoch != n_batches:
+            raise ZooError(
+                f"checkpoint/state.json: the run's epochs had {self.steps_per_epoch} batches, but its data and batch size "
+                f"now give {n_batches}; the run folder was edited or damaged"
+            )
+        if self.step > n_batches:  # n_batches itself: stopped after the last batch, before the epoch's end was counted
+            raise ZooError(
+                f"checkpoint/state.json: 'step' {self.step} is past the epoch's {n_batches} batches; the checkpoint was edited or damaged"
+            )
+
+
+HISTORY_KEYS = ("epoch", "trn_loss", "val_loss")  # what every history row holds (the plot and the card read them)
+
+
+def _fits(default: Any, value: Any) -> bool:
+    """Whether `value` is what zoo writes for a TrainState field whose initial value is `default`."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(default, list):
+        return isinstance(value, list) and all(_history_row(h) for h in value)
+    if isinstance(default, int):
+        return isinstance(value, int) and value >= 0
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _history_row(row: Any) -> bool:
+    return isinstance(row, dict) and all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in HISTORY_KEYS)
 
 
 class _ForcedStop(KeyboardInterrupt):
@@ -207,6 +237,13 @@ class Trainer:
         self.state = TrainState()
         self.carried: Any = None  # a stateful model's hidden state between batches
         self.graphs = self._graphed_steps() if settings.cuda_graph else None
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state (zoo.checkpoint.load_checkpoint's), its counters checked against these
+        batches."""
+        self.state.restore(saved)
+        self.state.check_position(len(self.train_batches))
+        self.carried = saved.get("carried")
 
     def _graphed_steps(self) -> GraphedSteps:
         """The step captured as a CUDA graph (zoo.cudagraph), where it can be: one GPU, a model without carried state."""
