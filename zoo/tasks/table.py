@@ -309,7 +309,7 @@ class TaskModel(TrainedModel):
 
     def table(self, data: str | None = None) -> Table:
         """The table this model was trained on (or `data`)."""
-        return load_table(data if data is not None else self.config.get("data"), self.spec.dataset, registry.datasets())
+        return load_table(data if data is not None else self.trained_on(), self.spec.dataset, registry.datasets())
 
     def prepare(self, data: str | None = None, split: str | None = None, batch_size: int = 4096) -> TableData:
         """The table split and encoded as in training (the saved columns, not recomputed)."""
