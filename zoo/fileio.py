@@ -59,6 +59,15 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
 
 
+def _check_regular(path: Path, st: os.stat_result, limit: int, what: str, hint: str) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise ZooError(f"{path}: cannot be read (it is a directory, not {what})")
+    if not stat.S_ISREG(st.st_mode):
+        raise ZooError(f"{path}: cannot be read (it is {_kind(st.st_mode)}, not {what})")
+    if st.st_size > limit:
+        raise ZooError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} zoo reads{hint}")
+
+
 def read_bounded(path: Path, limit: int, what: str = "a regular file", hint: str = "") -> bytes:
     """The bytes of the regular file `path`, refused in one line if it is anything else or holds more than `limit` bytes.
 
@@ -72,18 +81,17 @@ def read_bounded(path: Path, limit: int, what: str = "a regular file", hint: str
         raise ZooError(f"{path}: no such file") from None
     except OSError as exc:  # no permission, a dangling link, an I/O error
         raise ZooError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode, size = (st := os.fstat(fd)).st_mode, st.st_size
-        if stat.S_ISDIR(mode):
-            raise ZooError(f"{path}: cannot be read (it is a directory, not {what})")
-        if not stat.S_ISREG(mode):
-            raise ZooError(f"{path}: cannot be read (it is {_kind(mode)}, not {what})")
-        if size > limit:
-            raise ZooError(f"{path}: {size:,} bytes, more than the {limit:,} zoo reads{hint}")
-        try:
-            data = f.read(limit + 1)
-        except OSError as exc:
-            raise ZooError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular(path, st, limit, what, hint)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(st.st_size + 1)  # one byte more than it had: a file that grew since shows it
+            if len(data) > st.st_size:
+                data += f.read(limit + 1 - len(data))
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:  # it grew since fstat
         raise ZooError(f"{path}: more than the {limit:,} bytes zoo reads{hint}")
     return data
