@@ -378,7 +378,7 @@ def _build(task: Task, spec: ModelSpec, config: dict[str, Any], where: Path) -> 
         raise ZooError(f"{where}/config.json: its hyper-parameters or columns do not fit {spec.name} ({exc})") from None
 
 
-def _meta_model(task: Task, spec: ModelSpec, config: dict[str, Any]) -> nn.Module | None:
+def meta_model(task: Task, spec: ModelSpec, config: dict[str, Any]) -> nn.Module | None:
     """The model config.json describes, built on the meta device (shapes, no memory); None if the builder cannot."""
     import_builder(spec)  # imported outside the meta device, so that no tensor its module makes lands there
     try:
@@ -396,7 +396,7 @@ def build_checked(task: Task, spec: ModelSpec, config: dict[str, Any], where: Pa
     meta device and compared with the header of `weights`: the sizes are capped at what the weights actually hold.
     """
     found, metadata = read_header(weights)
-    shell = _meta_model(task, spec, config)
+    shell = meta_model(task, spec, config)
     if shell is not None:
         check_fit(weights, found, metadata, shell)
     return _build(task, spec, config, where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -206,7 +207,7 @@ class DownloadedText:
             return hashlib.sha256(raw).hexdigest()
         try:
             return self._download(url, out, quiet)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # InvalidURL, IncompleteRead
             reason = _scrub(str(getattr(exc, "reason", exc)), url)
             raise ZooError(f"could not download {self.name!r} from {redact(url)} ({reason}); {OFFLINE_HINT}") from None
 
