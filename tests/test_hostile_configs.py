@@ -173,36 +173,24 @@ def test_a_builder_that_cannot_build_on_meta_still_loads(char_rnn, monkeypatch):
     assert isinstance(zoo.load(char_rnn).sample("The ", 5, seed=0), str)
 
 
-def _shapes_of_a_real_and_a_meta_build(name: str) -> tuple[dict, dict]:
+@pytest.fixture(scope="module")
+def table_columns(tmp_path_factory) -> dict:
+    return json.loads((table_folder(tmp_path_factory.mktemp("table") / "ee") / "config.json").read_text())["columns"]
+
+
+@pytest.mark.parametrize("name", sorted(registry.get().models))
+def test_every_registered_model_builds_on_meta_with_the_shapes_of_a_real_build(name, table_columns):
+    """So the check before allocating is made for every model zoo ships, and never refuses weights that fit."""
     spec = registry.get_model(name)
     task = tasks.get(spec.task)
     hparams = {**spec.hparams, **spec.tiny}
     if spec.task == "char-lm":
         config = {"vocab": ["\0", *"abcdefghij"], "batching": dataclasses.asdict(spec.batching)}
-    else:
-        config = json.loads((table_folder_cache() / "config.json").read_text())
-        if spec.task != "tabular-regression":
-            config["columns"] = {**config["columns"], "categorical": {}}
+    else:  # a regression model takes continuous columns only
+        config = {"columns": table_columns if spec.task == "tabular-regression" else {**table_columns, "categorical": {}}}
     shell = meta_model(task, spec, {**config, "hparams": hparams})
     assert shell is not None, f"{name} cannot be built on the meta device, so its config is not checked before allocating"
-    return state_shapes(task.build(spec, hparams, config)), state_shapes(shell)
-
-
-_TABLE_CACHE: list[Path] = []
-
-
-def table_folder_cache() -> Path:
-    if not _TABLE_CACHE:
-        import tempfile
-
-        _TABLE_CACHE.append(table_folder(Path(tempfile.mkdtemp()) / "ee"))
-    return _TABLE_CACHE[0]
-
-
-@pytest.mark.parametrize("name", sorted(registry.get().models))
-def test_every_registered_model_builds_on_meta_with_the_shapes_of_a_real_build(name):
-    real, meta = _shapes_of_a_real_and_a_meta_build(name)
-    assert real == meta
+    assert state_shapes(shell) == state_shapes(task.build(spec, hparams, config))
 
 
 # --- item 3: a config's batching is checked against its spec ------------------------------------------------------
@@ -490,3 +478,10 @@ def test_a_download_over_the_cap_is_refused_and_leaves_nothing(auth_server, monk
     with pytest.raises(ZooError, match=f"{len(BODY):,} bytes, more than the {len(BODY) - 1:,} zoo reads"):
         mirrored_source().fetch()
     assert not any((_isolated_env / "datasets").iterdir())
+
+
+def test_a_batching_scheme_takes_whole_numbers_only():
+    """A plugin's spec (or a Python caller) cannot hand the batching code a float either."""
+    for bad in ({"length": 2.5}, {"stride": 1.0}, {"length": True}):
+        with pytest.raises(ValueError, match="length and stride must be whole numbers >= 1"):
+            zoo.Batching(**bad)
