@@ -80,13 +80,14 @@ def load(name_or_dir: str | Path, device: str = "cpu") -> TrainedModel:
         raise ZooError(f"load takes a run directory, a model name or OWNER/NAME, got {name_or_dir!r}")
     path = Path(name_or_dir).expanduser()
     if rundir.has_config(path):
-        return pipeline.load_dir(path, device)
+        return pipeline.load_dir(path, device, downloaded=_in_hub_cache(path))
     if path.is_dir():
         raise ZooError(f"{path}: no config.json here; is this a zoo run directory?")
     name = str(name_or_dir)
     found = hub.find_weights(name)
     if found is not None:
-        return pipeline.load_dir(found[0], device)
+        folder, where = found
+        return pipeline.load_dir(folder, device, downloaded=where != "bundled" or _in_hub_cache(folder))
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ZooError(f"{name}: not a zoo run directory (expected a folder with config.json and model.safetensors)")
     if "/" in name:  # OWNER/NAME on the Hub, or a local path; when its folder exists, it is a path
@@ -94,6 +95,16 @@ def load(name_or_dir: str | Path, device: str = "cpu") -> TrainedModel:
         raise ZooError(f"{name}: no such run directory{hint}")
     spec = registry.get_model(name)  # "unknown model … did you mean"
     raise ZooError(f"no trained weights for {spec.name!r}: train them with `zoo train {spec.name}` and pass the run directory")
+
+
+def _in_hub_cache(folder: Path) -> bool:
+    """Whether `folder` lies in the Hugging Face Hub cache: a download, however its path was given."""
+    from huggingface_hub import constants
+
+    try:
+        return Path(folder).resolve().is_relative_to(Path(constants.HF_HUB_CACHE).resolve())
+    except (OSError, RuntimeError):  # a loop of links: not a folder zoo pulled
+        return False
 
 
 def evaluate(

@@ -116,18 +116,57 @@ def save_weights(path: Path, model: nn.Module) -> None:
     atomic_write_bytes(path, tensors_to_bytes(unique_state(model), metadata))
 
 
-def load_weights(path: Path, model: nn.Module) -> None:
-    """Load strictly: any missing or unexpected tensor, or wrong shape, is an error naming it; so is weights
-    trained on another vocabulary than the model's (when both the file and the model say which)."""
-    tensors, metadata = read_safetensors(path)
-    expected = unique_state(model)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [
-        f"{k} {tuple(tensors[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
+Shapes = dict[str, tuple[int, ...]]
+
+
+def state_shapes(model: nn.Module) -> Shapes:
+    """The shapes of the tensors `save_weights` writes for `model` (tied weights once), on any device.
+
+    On the meta device no tensor has an address, so tied weights are told apart by identity instead.
+    """
+    state = model.state_dict(keep_vars=True)
+    if not any(t.is_meta for t in state.values()):
+        return {k: tuple(v.shape) for k, v in unique_state(model).items()}
+    seen: set[int] = set()
+    out = {}
+    for name, t in state.items():
+        if id(t) not in seen:
+            seen.add(id(t))
+            out[name] = tuple(t.shape)
+    return out
+
+
+def read_header(path: Path) -> tuple[Shapes, dict[str, str]]:
+    """A safetensors file's tensor shapes and metadata from its header alone: no tensor is read into memory.
+
+    safetensors checks that the header's tensors cover the file exactly, so shapes that fit a model bound the file.
+    """
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.exists():
+        raise ZooError(f"{path}: no such file")
+    if not p.is_file():  # a directory, a FIFO (opening it would wait for a writer), a device
+        raise ZooError(f"{path}: cannot be read (not a regular file)")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            metadata = f.metadata() or {}
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ZooError(f"{path}: not a valid safetensors file, truncated or corrupt ({exc})") from None
+    return shapes, metadata if isinstance(metadata, dict) else {}
+
+
+def check_fit(path: Path, found: Shapes, metadata: dict[str, str], model: nn.Module) -> None:
+    """Refuse weights (their shapes `found` and `metadata`) that do not fit `model`: any missing or unexpected tensor,
+    or wrong shape, is an error naming it; so is weights trained on another vocabulary than the model's (when both
+    the file and the model say which). `model` may be on the meta device: nothing is compared but shapes."""
+    expected = state_shapes(model)
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [f"{k} {found[k]} (expected {v})" for k, v in expected.items() if k in found and found[k] != v]
     problems = []
     if missing:
         problems.append("missing " + ", ".join(missing))
@@ -145,6 +184,13 @@ def load_weights(path: Path, model: nn.Module) -> None:
             f"{path}: these weights were trained on another vocabulary (sha256 {str(saved)[:16]}…) "
             f"than the model's config.json gives (sha256 {ours[:16]}…)"
         )
+
+
+def load_weights(path: Path, model: nn.Module) -> None:
+    """Load strictly (see `check_fit`)."""
+    tensors, metadata = read_safetensors(path)
+    check_fit(path, {k: tuple(v.shape) for k, v in tensors.items()}, metadata, model)
+    expected = unique_state(model)
     aliases = set(model.state_dict()) - set(expected)  # tied weights follow the tensor they share
     result = model.load_state_dict(tensors, strict=False)
     if set(result.missing_keys) - aliases or result.unexpected_keys:

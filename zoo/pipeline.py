@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from zoo import __version__, distributed, registry, rundir, runlock, tasks
-from zoo.checkpoint import load_checkpoint, load_weights, save_weights
+from zoo.checkpoint import check_fit, load_checkpoint, load_weights, read_header, save_weights
 from zoo.errors import ZooError
-from zoo.model import count_params, import_object, parse_overrides
+from zoo.model import count_params, import_builder, import_object, parse_overrides
 from zoo.options import TrainOptions, epoch_lrs, extend_lrs, record_lrs, recorded_lrs, recorded_options
 from zoo.plugins import host
 from zoo.runtime import device_note, resolve_amp, resolve_device, resumed_amp
@@ -208,7 +208,7 @@ def resuming_line(name: str, run_dir: Path, trainer: Trainer) -> str:
 
 
 def spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
-    """The registered spec a config names; a downloaded file never chooses code to import."""
+    """The registered spec a config names, the config checked against it; a downloaded file never chooses code to import."""
     name = config["model"]
     models = registry.get().models
     if name not in models:
@@ -217,7 +217,11 @@ def spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
             f"{where}/config.json names the model {name!r} of plugin {plugin!r} (version {config.get('plugin_version') or '?'}), "
             f"which is not installed; install the plugin that provides it (see `zoo plugins`)"
         )
-    return models[name]
+    spec = models[name]
+    if config["task"] != spec.task:  # the task reads the data and builds the model: it must be the model's own
+        raise ZooError(f"{rundir.config_path(where)}: 'task' is {config['task']!r}, but {spec.name} is a {spec.task} model")
+    tasks.get(spec.task).check_against(rundir.config_path(where), config, spec)
+    return spec
 
 
 def read_config(run_dir: Path) -> tuple[dict[str, Any], Task]:
@@ -350,7 +354,7 @@ def _resume(opts: TrainOptions) -> TrainedModel:
         runlock.lock(run_dir)
     dev = distributed.setup(d, resolve_device(opts.device))
     prepared = task.reread(spec, config, record, registry.datasets(), run_dir)
-    model = task.build(spec, config["hparams"], config)
+    model = build_checked(task, spec, config, run_dir, rundir.find_checkpoint(run_dir) / rundir.WEIGHTS)
     prepared.batches()
     ctx = FitContext(
         spec, task, model, prepared, lrs, options["seed"], dev, run_dir, config, options.get("train_options", {}),
@@ -381,20 +385,54 @@ def _resume(opts: TrainOptions) -> TrainedModel:
 # --- a trained model from its folder ----------------------------------------------------------------------
 
 
-def load_dir(path: Path, device: str = "cpu") -> TrainedModel:
-    """The trained model in the run folder `path`, on `device`, in evaluation mode."""
+def _build(task: Task, spec: ModelSpec, config: dict[str, Any], where: Path) -> nn.Module:
+    """The model a run folder's config.json describes (`where`: the folder, for the error)."""
+    try:
+        return task.build(spec, config["hparams"], config)
+    except ZooError as exc:  # "model 'x' cannot be built with the hyper-parameters …"
+        raise ZooError(f"{where}/config.json: {exc}") from None
+    except (TypeError, KeyError) as exc:
+        raise ZooError(f"{where}/config.json: its hyper-parameters or columns do not fit {spec.name} ({exc})") from None
+
+
+def meta_model(task: Task, spec: ModelSpec, config: dict[str, Any]) -> nn.Module | None:
+    """The model config.json describes, built on the meta device (shapes, no memory); None if the builder cannot."""
+    import_builder(spec)  # imported outside the meta device, so that no tensor its module makes lands there
+    try:
+        with torch.device("meta"):
+            return task.build(spec, config["hparams"], config)
+    except Exception:  # any builder's own error, or one that needs real tensors: the real build says what is wrong
+        return None
+
+
+def build_checked(task: Task, spec: ModelSpec, config: dict[str, Any], where: Path, weights: Path) -> nn.Module:
+    """The model config.json describes, allocated only once its shapes are those the weights file's header holds.
+
+    A hand-edited or downloaded config decides the sizes (n_hidden=60000, a vocabulary of every code point): built
+    first, they would take gigabytes before the weights are checked. So the shapes are taken from a build on the
+    meta device and compared with the header of `weights`: the sizes are capped at what the weights actually hold.
+    """
+    found, metadata = read_header(weights)
+    shell = meta_model(task, spec, config)
+    if shell is not None:
+        check_fit(weights, found, metadata, shell)
+    return _build(task, spec, config, where)
+
+
+def load_dir(path: Path, device: str = "cpu", downloaded: bool = False) -> TrainedModel:
+    """The trained model in the run folder `path`, on `device`, in evaluation mode.
+
+    `downloaded`: the folder came from the Hub, so its config's "data" may only name a registered dataset.
+    """
     config, task = read_config(path)
     spec = spec_for(config, path)
-    try:
-        model = task.build(spec, config["hparams"], config)
-    except ZooError as exc:  # "model 'x' cannot be built with the hyper-parameters …"
-        raise ZooError(f"{path}/config.json: {exc}") from None
-    except (TypeError, KeyError) as exc:
-        raise ZooError(f"{path}/config.json: its hyper-parameters or columns do not fit {spec.name} ({exc})") from None
+    model = build_checked(task, spec, config, path, rundir.weights(path))
     load_weights(rundir.weights(path), model)
     model.to(resolve_device(device))
     model.eval()
-    return task.result(spec, model, config, path)
+    result = task.result(spec, model, config, path)
+    result.downloaded = downloaded
+    return result
 
 
 __all__ = ["FitContext", "load_dir", "train"]

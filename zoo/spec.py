@@ -49,8 +49,9 @@ class Batching:
             raise ValueError(f"unknown batching kind {self.kind!r}")
         if self.targets not in ("next", "every"):
             raise ValueError(f"unknown targets {self.targets!r}")
-        if self.length < 1 or self.stride < 1:
-            raise ValueError("length and stride must be >= 1")
+        whole = all(isinstance(n, int) and not isinstance(n, bool) for n in (self.length, self.stride))
+        if not whole or self.length < 1 or self.stride < 1:  # 2.5 would reach torch.arange and indexing as a float
+            raise ValueError(f"length and stride must be whole numbers >= 1, got {self.length!r} and {self.stride!r}")
 
 
 @dataclass(frozen=True)

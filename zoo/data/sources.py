@@ -8,23 +8,97 @@ once the hash matches, so an interrupted or corrupt download never counts as val
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from zoo.errors import ZooError, did_you_mean, warn
-from zoo.fileio import sha256_file
+from zoo.fileio import read_bounded, sha256_file
 from zoo.progress import Progress
 
 OFFLINE_HINT = (
-    "pass --data FILE with a copy of the text, or set ZOO_DATASET_MIRROR=file:///DIR for a folder that holds it; "
+    "pass --data FILE with a copy of the text, or set ZOO_DATASET_MIRROR=DIR (or file:///DIR) for a folder that holds it; "
     "to train without it, --data pydoc-topics is the offline corpus"
 )
+
+# The largest text zoo reads, whatever its source. Reading and batching a text costs at most about 60 bytes of memory
+# per byte of it (the bytes, the str, its ids, and the int64 start offsets of its training windows, shuffled and
+# sorted), so the default of 64 MiB bounds that at about 4 GB. ZOO_MAX_CORPUS_MB raises (or lowers) it.
+DEFAULT_MAX_CORPUS_MB = 64
+MEMORY_PER_BYTE = 60
+
+
+def max_corpus_bytes() -> int:
+    """The most bytes a corpus may have: ZOO_MAX_CORPUS_MB megabytes (MiB), else `DEFAULT_MAX_CORPUS_MB`."""
+    raw = os.environ.get("ZOO_MAX_CORPUS_MB", "").strip()
+    if not raw:
+        return DEFAULT_MAX_CORPUS_MB << 20
+    if not raw.isdigit() or int(raw) < 1:
+        raise ZooError(f"ZOO_MAX_CORPUS_MB must be a whole number of megabytes (at least 1), got {raw!r}")
+    return int(raw) << 20
+
+
+def _size_hint() -> str:
+    return f"; a larger text needs ZOO_MAX_CORPUS_MB (reading one takes up to {MEMORY_PER_BYTE} bytes of memory per byte)"
+
+
+def read_corpus(path: Path) -> bytes:
+    """The bytes of a text file, bounded: a regular file of at most `max_corpus_bytes()`, else one line saying why."""
+    return read_bounded(path, max_corpus_bytes(), "a text file", _size_hint())
+
+
+def redact(url: str) -> str:
+    """`url` with its user name and password (https://user:secret@host/) shown as ***, for anything printed."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # not a URL at all: show none of it, it may hold a secret
+        return "<the URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` (an exception's message about `url`) with the URL's credentials removed wherever they appear."""
+    try:
+        userinfo = urllib.parse.urlsplit(url).netloc.rpartition("@")[0]
+    except ValueError:
+        return "the URL is not valid"
+    secrets = sorted({s for s in (userinfo, *userinfo.split(":", 1)) if s}, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def local_path(url: str) -> Path | None:
+    """The file `url` names on this machine (a file:// URL, or a plain path), or None for a remote URL."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme == "file":
+        return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+    if not scheme or (len(scheme) == 1 and os.name == "nt"):  # a path (C:\\ on Windows parses as scheme "c")
+        return Path(url).expanduser()
+    return None
+
+
+def _request(url: str) -> urllib.request.Request:
+    """A GET of `url`; its credentials, if it has any, go as Basic authentication, never to a redirect's target."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return urllib.request.Request(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    req = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=host)))
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+    req.add_unredirected_header("Authorization", f"Basic {token}")
+    return req
 
 
 def cache_dir() -> Path:
@@ -63,23 +137,16 @@ class FileText:
         return f"the text file {self.path}"
 
     def read_text(self) -> str:
-        p = Path(self.path)
-        if not p.exists():
-            raise ZooError(f"{p}: no such file")
-        if p.is_dir():
-            raise ZooError(f"{p}: is a directory, not a text file")
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise ZooError(f"{p}: cannot be read ({exc.strerror})") from None
-        return decode_text(raw, str(p))
+        return decode_text(read_corpus(Path(self.path)), str(self.path))
 
 
 @dataclass(frozen=True)
 class DownloadedText:
     """A text corpus downloaded once from `url`, verified by sha256, then read from the cache.
 
-    ZOO_DATASET_MIRROR=http://host/path/ fetches `<mirror>/<filename>` instead of `url`.
+    ZOO_DATASET_MIRROR=http://host/path/ fetches `<mirror>/<filename>` instead of `url`; the mirror may also be a folder
+    on this machine (a plain path or a file:// URL). Credentials in it (https://user:secret@host/) are sent as Basic
+    authentication and never printed.
     """
 
     name: str
@@ -105,7 +172,8 @@ class DownloadedText:
                 return path
             path.unlink()  # a bad cached copy is never used; fetch it again
             warn(f"the cached {path} failed its sha256 check and was deleted")
-        if os.environ.get("ZOO_OFFLINE") == "1":
+        url = self.source_url()
+        if os.environ.get("ZOO_OFFLINE") == "1" and local_path(url) is None:  # a mirror folder here needs no network
             raise ZooError(f"dataset {self.name!r} is not cached and ZOO_OFFLINE=1; {OFFLINE_HINT}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,31 +182,15 @@ class DownloadedText:
             raise ZooError(
                 f"cannot write the dataset cache {path.parent} ({exc.strerror or exc}); set ZOO_CACHE_DIR to a folder you can write"
             ) from None
-        url = self.source_url()
         tmp = Path(tmp_name)
         try:
-            h = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
-                try:
-                    with urllib.request.urlopen(url, timeout=30) as resp:
-                        total = int(resp.headers.get("Content-Length") or 0)
-                        bar = Progress(total or 1, desc=f"downloading {self.name}", unit="B")
-                        bar.enabled = bar.enabled and not quiet
-                        while block := resp.read(1 << 16):
-                            out.write(block)
-                            h.update(block)
-                            bar.update(len(block))
-                        bar.close()
-                        if total and bar.done != total:
-                            raise ZooError(f"download of {self.name} from {url} was cut off ({bar.done} of {total} bytes); try again")
-                except (urllib.error.URLError, OSError, ValueError) as exc:
-                    reason = getattr(exc, "reason", exc)
-                    raise ZooError(f"could not download {self.name!r} from {url} ({reason}); {OFFLINE_HINT}") from None
+                digest = self._copy(url, out, quiet)
                 out.flush()
                 os.fsync(out.fileno())
-            if h.hexdigest() != self.sha256:
+            if digest != self.sha256:
                 raise ZooError(
-                    f"download of {self.name} from {url} has sha256 {h.hexdigest()[:12]}…, expected {self.sha256[:12]}…; "
+                    f"download of {self.name} from {redact(url)} has sha256 {digest[:12]}…, expected {self.sha256[:12]}…; "
                     "the file was discarded"
                 )
             os.replace(tmp, path)
@@ -146,9 +198,44 @@ class DownloadedText:
             tmp.unlink(missing_ok=True)
         return path
 
+    def _copy(self, url: str, out: IO[bytes], quiet: bool) -> str:
+        """Copy the text at `url` (a remote URL, a file:// URL or a plain path) into `out`; its sha256."""
+        local = local_path(url)
+        if local is not None:  # a mirror folder on this machine: read like any text file, bounded
+            raw = read_corpus(local)
+            out.write(raw)
+            return hashlib.sha256(raw).hexdigest()
+        try:
+            return self._download(url, out, quiet)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # InvalidURL, IncompleteRead
+            reason = _scrub(str(getattr(exc, "reason", exc)), url)
+            raise ZooError(f"could not download {self.name!r} from {redact(url)} ({reason}); {OFFLINE_HINT}") from None
+
+    def _download(self, url: str, out: IO[bytes], quiet: bool) -> str:
+        """Stream `url` into `out`, at most `max_corpus_bytes()` of it; its sha256."""
+        limit, h = max_corpus_bytes(), hashlib.sha256()
+        with urllib.request.urlopen(_request(url), timeout=30) as resp:
+            total = int(resp.headers.get("Content-Length") or 0)
+            if total > limit:
+                raise ZooError(
+                    f"download of {self.name} from {redact(url)}: {total:,} bytes, more than the {limit:,} zoo reads{_size_hint()}"
+                )
+            bar = Progress(total or 1, desc=f"downloading {self.name}", unit="B")
+            bar.enabled = bar.enabled and not quiet
+            while block := resp.read(1 << 16):
+                out.write(block)
+                h.update(block)
+                bar.update(len(block))
+                if bar.done > limit:
+                    raise ZooError(f"download of {self.name} from {redact(url)}: more than the {limit:,} bytes zoo reads{_size_hint()}")
+            bar.close()
+            if total and bar.done != total:
+                raise ZooError(f"download of {self.name} from {redact(url)} was cut off ({bar.done} of {total} bytes); try again")
+        return h.hexdigest()
+
     def read_text(self) -> str:
         path = self.fetch()
-        return decode_text(path.read_bytes(), str(path))
+        return decode_text(read_corpus(path), str(path))
 
 
 @dataclass(frozen=True)

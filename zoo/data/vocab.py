@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from zoo.errors import ZooError
 
 PAD = "\0"
+SURROGATES = ("\ud800", "\udfff")  # the first and last: halves of a UTF-16 pair, never characters on their own
 
 
 class Vocab:
@@ -16,6 +17,10 @@ class Vocab:
             raise ZooError("a vocabulary must start with the \\0 padding character")
         if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
             raise ZooError("a vocabulary must be distinct single characters")
+        # UTF-8 text never decodes to a lone surrogate, so no text zoo reads holds one, and none can be printed
+        surrogate = next((c for c in chars if SURROGATES[0] <= c <= SURROGATES[1]), None)
+        if surrogate is not None:
+            raise ZooError(f"a vocabulary must be characters of text; it holds the lone surrogate {surrogate!r}")
         self.chars = chars
         self.stoi = {c: i for i, c in enumerate(chars)}
 

@@ -124,6 +124,9 @@ class Task:
     def check_config(self, path: Path, config: dict[str, Any]) -> None:
         """Refuse a config.json that lacks or garbles this task's keys (one line naming the key)."""
 
+    def check_against(self, path: Path, config: dict[str, Any], spec: ModelSpec) -> None:
+        """Refuse a config.json whose task keys contradict the registered spec it names (one line naming the key)."""
+
     def reread(self, spec: ModelSpec, config: dict[str, Any], record: dict[str, Any], datasets: dict[str, Any], run_dir: Path) -> Prepared:
         """The run's data again, exactly as it trained on it, to resume (refused if it changed)."""
         raise NotImplementedError
@@ -153,6 +156,7 @@ class TrainedModel:
         self.path = path
         self.history = read_history(path)
         self.partial: dict[str, float] | None = None  # where a run stopped mid-epoch, if it did
+        self.downloaded = False  # its folder came from the Hub: config.json's "data" names a dataset, never a file here
 
     @property
     def name(self) -> str:
@@ -171,6 +175,22 @@ class TrainedModel:
 
         self.model.to(resolve_device(device) if isinstance(device, str) else device)
         return self
+
+    def trained_on(self) -> str:
+        """What to evaluate on when no data is given: the data config.json names, or the spec's default dataset.
+
+        A downloaded model's config names a registered dataset or nothing: its author's path (or a hostile one such as
+        /dev/urandom or /etc/passwd) is never read on this machine.
+        """
+        from zoo import registry
+
+        data = self.config.get("data") or self.spec.dataset
+        if self.downloaded and (not isinstance(data, str) or data not in registry.datasets()):
+            raise ZooError(
+                f"{self.name} was downloaded, and its config.json names the data {data!r}, which is no registered dataset; "
+                "zoo reads no file a download names: pass --data with the text or table to evaluate on"
+            )
+        return data
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         raise NotImplementedError

@@ -89,8 +89,39 @@ def evaluate_targets(model: nn.Module, batches: Any, device: torch.device, amp: 
 
 
 def encode(vocab: Vocab, text: str) -> torch.Tensor:
-    dtype = torch.uint8 if len(vocab) <= 256 else torch.int32
-    return torch.tensor(vocab.encode(text), dtype=dtype)
+    """The ids of `text`'s characters: one byte each (four for a vocabulary over 256), made without a Python list,
+    whose 8 bytes a character would be the largest cost of reading a corpus."""
+    import numpy as np
+
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # 4 bytes a character, while encoding
+    table = np.full(max(map(ord, vocab.chars)) + 1, -1, dtype=np.int32)  # code point -> id; -1: not in the vocabulary
+    table[[ord(c) for c in vocab.chars]] = np.arange(len(vocab), dtype=np.int32)
+    ids = table[np.minimum(codes, len(table) - 1)]
+    ids[codes >= len(table)] = -1
+    if (ids < 0).any():
+        vocab.encode(text[int(np.argmax(ids < 0))])  # raises, naming the character
+    return torch.from_numpy(ids.astype(np.uint8 if len(vocab) <= 256 else np.int32))
+
+
+MAX_BATCHING_LENGTH = 1 << 16  # characters in a window or a stream step (zoo's models use 3 to 64)
+
+
+def batching_problem(batching: dict[str, Any]) -> str | None:
+    """What is wrong with a config's batching (its keys, their types and ranges), or None: read before it is used."""
+    fields = [f.name for f in dataclasses.fields(Batching)]
+    unknown = sorted(set(batching) - set(fields), key=str)
+    if unknown:
+        return f"unknown key {unknown[0]!r}; known: {', '.join(fields)}"
+    given = {**dataclasses.asdict(Batching()), **batching}
+    for key, known in (("kind", ("windows", "streams")), ("targets", ("next", "every"))):
+        if given[key] not in known:
+            return f"unknown {key} {given[key]!r}; known: {', '.join(known)}"
+    for key in ("length", "stride"):
+        try:
+            checks.whole(key, given[key], 1, MAX_BATCHING_LENGTH)
+        except ZooError as exc:
+            return str(exc)
+    return None
 
 
 def text_sha256(text: str) -> str:
@@ -168,10 +199,17 @@ class CharLMTask(Task):
             Vocab(config["vocab"])
         except ZooError as exc:
             raise ZooError(f"{path}: {exc}") from None
-        try:
-            Batching(**config["batching"])
-        except (TypeError, ValueError) as exc:
-            raise ZooError(f"{path}: 'batching' is not a batching scheme ({exc})") from None
+        problem = batching_problem(config["batching"])
+        if problem:
+            raise ZooError(f"{path}: 'batching' is not a batching scheme ({problem})")
+
+    def check_against(self, path: Path, config: dict[str, Any], spec: ModelSpec) -> None:
+        # The model was built, and its weights trained, for its spec's batching: another kind or targets does not fit
+        # its outputs, and another length is another model (and a window of 100,000 makes sampling crawl).
+        batching = dataclasses.asdict(Batching(**config["batching"]))
+        differ = [f"{k} {v!r} (its spec's: {getattr(spec.batching, k)!r})" for k, v in batching.items() if v != getattr(spec.batching, k)]
+        if differ:
+            raise ZooError(f"{path}: 'batching' does not match model {spec.name!r}: {', '.join(differ)}")
 
     def reread(self, spec: ModelSpec, config: dict[str, Any], record: dict[str, Any], datasets: dict[str, Any], run_dir: Path) -> Prepared:
         options = record.get("options", {})
@@ -275,7 +313,7 @@ class LoadedModel(TrainedModel):
             batch_size = self._training_batch_size() if self.batching.kind == "streams" else 2048
         batch_size = checks.whole("--batch-size", batch_size, 1)
         val_frac = check_val_frac(self.config["val_frac"] if val_frac is None else val_frac)
-        source = resolve(data if data is not None else self.config.get("data"), self.spec.dataset, registry.datasets())
+        source = resolve(data if data is not None else self.trained_on(), self.spec.dataset, registry.datasets())
         text = source.read_text()
         unknown = self.vocab.unknown(text)
         if unknown:

@@ -179,6 +179,9 @@ class TableTask(Task):
             raise ZooError(f"{path}: 'hparams' and 'columns' must be objects")
         if not all(isinstance(columns.get(k), dict) for k in ("categorical", "continuous", "target")):
             raise ZooError(f"{path}: 'columns' needs the objects 'categorical', 'continuous' and 'target'")
+        problem = columns_problem(columns)
+        if problem:
+            raise ZooError(f"{path}: 'columns' {problem}")
 
     def reread(self, spec: ModelSpec, config: dict[str, Any], record: dict[str, Any], datasets: dict[str, Any], run_dir: Path) -> Prepared:
         options = record.get("options", {})
@@ -202,6 +205,25 @@ class TabularRegressionTask(TableTask):
     normalize = True
     loss_label = "mean squared error of log(target)"
     columns = (("val_mape", 8, ".4f"),)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def columns_problem(columns: dict[str, Any]) -> str | None:
+    """What is wrong with a config's "columns" (what `describe` writes), or None: read before encoding or building."""
+    for name, values in columns["categorical"].items():
+        if not isinstance(values, list) or not all(isinstance(v, (str, int, float)) for v in values):
+            return f"categorical {name!r}: its values must be a list of strings or numbers"
+    for name, stats in columns["continuous"].items():
+        if not isinstance(stats, dict) or not (_number(stats.get("mean")) and _number(stats.get("std")) and stats["std"] > 0):
+            return f"continuous {name!r}: needs a finite 'mean' and a positive 'std'"
+    target = columns["target"]
+    missing = [k for k in ("median", "min", "max") if not _number(target.get(k))]
+    if missing or not isinstance(target.get("name"), str):
+        return f"target: needs a 'name' and the numbers 'median', 'min' and 'max' ({', '.join(missing) or 'name'} missing or not one)"
+    return None
 
 
 def mape(pred: Any, y: Any) -> float:
@@ -309,7 +331,7 @@ class TaskModel(TrainedModel):
 
     def table(self, data: str | None = None) -> Table:
         """The table this model was trained on (or `data`)."""
-        return load_table(data if data is not None else self.config.get("data"), self.spec.dataset, registry.datasets())
+        return load_table(data if data is not None else self.trained_on(), self.spec.dataset, registry.datasets())
 
     def prepare(self, data: str | None = None, split: str | None = None, batch_size: int = 4096) -> TableData:
         """The table split and encoded as in training (the saved columns, not recomputed)."""
