@@ -57,7 +57,7 @@ THREADS_HELP = (
 
 
 def default_threads() -> int:
-    """One thread per core that the last minute's load average leaves idle, at least 1.
+    """One thread per core that the last minute's load average leaves idle (rounded), at least 1.
 
     Measured on a 2-core VM (char-rnn, ms per training step): idle, 2 threads beat 1; with the cores taken by
     other processes, torch's default of one thread per core was 2-5x slower than 1 thread (its threads wait on
@@ -68,7 +68,7 @@ def default_threads() -> int:
         busy = os.getloadavg()[0]
     except (OSError, AttributeError):  # no load average (Windows): torch's own choice, one thread per core
         return cores
-    return max(1, min(cores, int(cores - busy)))
+    return max(1, min(cores, round(cores - busy)))
 
 
 def use_threads(threads: int) -> None:
@@ -85,7 +85,7 @@ def _threads_given(ctx: click.Context, param: click.Parameter, value: str | None
     try:
         threads = int(value)
     except ValueError:
-        raise click.UsageError(f"{source} must be a whole number, got {printable(value)!r}", ctx) from None
+        raise click.UsageError(f"{source} must be a whole number, got {value!r}", ctx) from None
     if threads <= 0:
         raise click.UsageError(f"{source} must be positive, got {threads}", ctx)
     use_threads(threads)
@@ -126,7 +126,7 @@ def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str)
         names = [s.name for s in registry.list_models() if s.name.startswith(incomplete)]
     except ZooError:  # a broken registry: no names to offer, and no error in the middle of the user's typing
         names = []
-    return [CompletionItem(name) for name in names] + [CompletionItem(incomplete, type="dir")]
+    return [CompletionItem(incomplete, type="dir"), *(CompletionItem(name) for name in names)]  # bash: dir first
 
 
 @cli.command("list")
@@ -209,7 +209,7 @@ def info(name: str) -> None:
 
     path = Path(name).expanduser()
     if rundir.has_config(path):
-        _echo_fields(f"{path}: a run of {printable(rundir.read_config(path)['model'])!r}", _run_fields(path))
+        _echo_fields(f"{path}: a run of {rundir.read_config(path)['model']!r}", _run_fields(path))  # repr escapes
         return
     if path.is_dir() and registry.find_model(name) is None:
         raise ZooError(f"{path}: no config.json here; is this a zoo run directory?")
@@ -435,17 +435,42 @@ def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | 
 def sample(
     model: str, prompt: str, length: int, temperature: float, top_k: int | None, seed: int | None, num_samples: int, device: str
 ) -> None:
-    """Generate text from MODEL (a run directory or a name), one character at a time."""
-    from zoo import api
+    """Generate text from MODEL (a run directory or a name), one character at a time.
 
-    if not 0 <= temperature < float("inf"):  # nan and inf too: they would sample garbage
-        raise ZooError(f"--temperature must be a number, zero or more, got {temperature}")
+    One sample is printed as it is drawn; several, once all are done.
+    """
+    from zoo import api, checks
+
+    checks.temperature(temperature)  # before the model is loaded
     m = api.load(model, device)
-    texts = m.sample(prompt, length, temperature=temperature, top_k=top_k, seed=seed, num_samples=num_samples)
-    for i, text in enumerate([texts] if isinstance(texts, str) else texts):
+    options = {"temperature": temperature, "top_k": top_k, "seed": seed}
+    if num_samples == 1:
+        _stream_sample(m, prompt, length, options)
+        return
+    for i, text in enumerate(m.sample(prompt, length, **options, num_samples=num_samples)):
         if i:
             click.echo("\n---")
         click.echo(prompt + text)
+
+
+def _stream_sample(m: Any, prompt: str, length: int, options: dict[str, Any]) -> None:
+    """The prompt and its continuation on stdout as it is drawn (the line ended even if sampling stops midway):
+    a long sample shows from its first characters, not at the end."""
+    started = False
+
+    def show(text: str) -> None:
+        nonlocal started
+        click.echo(text if started else prompt + text, nl=False)  # click.echo flushes
+        started = True
+
+    try:
+        text = m.sample(prompt, length, **options, on_text=show)
+        if not started:  # nothing to stream: --length 0
+            click.echo(prompt + text, nl=False)
+            started = True
+    finally:
+        if started:
+            click.echo()
 
 
 @cli.command()

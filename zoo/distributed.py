@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from zoo.errors import ZooError, printable
+from zoo.errors import ZooError
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _env_int(var: str, default: str | None, minimum: int) -> int:
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ZooError(f"{var} must be a whole number, got {printable(raw)!r}") from None
+        raise ZooError(f"{var} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ZooError(f"{var} must be at least {minimum}, got {value}")
     return value

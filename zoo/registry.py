@@ -53,8 +53,8 @@ def _claim(reg: Registry, h: PluginHost, kind: str, name: str, plugin_name: str,
     clash = f"{kind} {name!r} is registered by two plugins, {owner!r} and {plugin_name!r}"
     if builtin:
         reg.conflicts.append(
-            f"{clash}; zoo's own {owner!r} keeps the name and {plugin_name!r}'s {kind} is not used: "
-            f"rename it in that plugin, or disable the plugin with ZOO_DISABLE_PLUGINS={plugin_name}"
+            f"{clash}; zoo's own {owner!r} keeps it and the {kind} of {plugin_name!r} is not used: "
+            f"rename that {kind} in its plugin, or disable the plugin with ZOO_DISABLE_PLUGINS={plugin_name}"
         )
         return False
     message = f"{clash}; neither is used: disable one with ZOO_DISABLE_PLUGINS={plugin_name} or ZOO_DISABLE_PLUGINS={owner}"
