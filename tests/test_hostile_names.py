@@ -183,6 +183,16 @@ def test_printable_escapes_what_could_fake_a_line_or_move_the_cursor():
     assert printable("char-rnn 0.1.0, é 日本") == "char-rnn 0.1.0, é 日本"
 
 
+def test_warnings_and_errors_are_one_line_whatever_they_quote(capsys):
+    from zoo.errors import warn
+
+    warn("plugin said: fine\nzoo: error: \x1b[31mfake")
+    assert capsys.readouterr().err == "zoo: warning: plugin said: fine\\nzoo: error: \\x1b[31mfake\n"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--resume", "no\nsuch\x1b[2J"])
+    assert capsys.readouterr().err.startswith("zoo: error: no\\nsuch\\x1b[2J: no such run directory")
+
+
 def test_a_hand_edited_plugin_version_is_echoed_escaped(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -206,13 +216,13 @@ def _model(dtype: torch.dtype = torch.float32) -> torch.nn.Module:
 
 @pytest.mark.parametrize("temperature", [1e39, 1e7, float("inf"), float("nan"), -1.0])
 def test_a_temperature_out_of_range_is_refused(temperature):
-    with pytest.raises(ZooError, match="--temperature must be between 0 and 1e\\+06"):
+    with pytest.raises(ZooError, match="--temperature must be a number, zero or more, up to 1e\\+06; got"):
         sample(_model(), VOCAB, "the", 10, context=8, temperature=temperature)
 
 
 def test_a_temperature_out_of_range_is_one_line_before_the_model_loads():
     line = one_error_line(run_zoo("sample", "no-such-model", "--temperature", "1e39"))
-    assert line == "zoo: error: --temperature must be between 0 and 1e+06, got 1e+39"
+    assert line == "zoo: error: --temperature must be a number, zero or more, up to 1e+06; got 1e+39"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the NumPy loop, the torch loop

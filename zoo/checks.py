@@ -47,7 +47,7 @@ def temperature(value: Any) -> float:
     """A sampling temperature: 0 (greedy) up to `MAX_TEMPERATURE`; nan, inf and 1e39 (inf in float32) are refused."""
     x = real("--temperature", value, "a number, zero or more")
     if not 0 <= x <= MAX_TEMPERATURE:
-        raise ZooError(f"--temperature must be between 0 and {MAX_TEMPERATURE:g}, got {value!r}")
+        raise ZooError(f"--temperature must be a number, zero or more, up to {MAX_TEMPERATURE:g}; got {value!r}")
     return x
 
 

@@ -305,8 +305,8 @@ def plugins(as_json: bool) -> None:
     rows = [
         [
             i.name,
-            i.distribution or "-",
-            i.version or "-",
+            printable(i.distribution) or "-",  # a distribution's metadata says what it likes
+            printable(i.version) or "-",
             ", ".join(h.removeprefix("zoo_") for h in i.hooks) or "-",
             ", ".join(i.models + i.datasets) or "-",
             ("FAILED: " + i.error) if i.error else "ok",
@@ -578,7 +578,7 @@ def _show_warning(
 ) -> None:
     """zoo's own warnings as one line, like its errors; others as Python shows them."""
     if issubclass(category, ZooWarning):
-        click.echo(f"zoo: warning: {message}", err=True)
+        click.echo(f"zoo: warning: {printable(message)}", err=True)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)
 
@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"zoo: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except ZooError as exc:
-        click.echo(f"zoo: {'error: ' if exc.is_error else ''}{exc}", err=True)
+        click.echo(f"zoo: {'error: ' if exc.is_error else ''}{printable(exc)}", err=True)  # one line, whatever it quotes
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

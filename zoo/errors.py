@@ -46,7 +46,7 @@ def _escaped(char: str) -> str:
 def warn(message: str) -> None:
     """`zoo: warning: …` on stderr, one line: for what goes on although something is wrong (the CLI shows ZooWarning
     the same way)."""
-    print(f"zoo: warning: {message}", file=sys.stderr)
+    print(f"zoo: warning: {printable(message)}", file=sys.stderr)
 
 
 def did_you_mean(name: str, names: list[str]) -> str:
