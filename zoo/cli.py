@@ -59,9 +59,10 @@ THREADS_HELP = (
 def default_threads() -> int:
     """One thread per core that the last minute's load average leaves idle (rounded), at least 1.
 
-    Measured on a 2-core VM (char-rnn, ms per training step): idle, 2 threads beat 1; with the cores taken by
-    other processes, torch's default of one thread per core was 2-5x slower than 1 thread (its threads wait on
-    each other at every operation). The load average is what says which of the two a machine is.
+    Measured on a 2-core VM (AMD EPYC, torch 2.13 CPU; char-rnn, median ms per training step): nearly idle,
+    2 threads 11.9 and 1 thread 17.3; beside two busy processes, 2 threads 350-620 and 1 thread 40-90, as torch's
+    threads wait on each other at every operation (torch's default is one thread per core). The load average is
+    what tells the two machines apart. (char-rnn trained 40 steps on 1 and on 2 threads to the same weights, bit for bit.)
     """
     cores = os.cpu_count() or 1
     try:
