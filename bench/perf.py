@@ -281,7 +281,8 @@ def rnn_step(model: torch.nn.Module, ids: list[int], length: int, temperature: f
 def zoo_torch_loop(model: torch.nn.Module, ids: list[int], length: int, temperature: float, n: int, context: int, seed: int) -> Any:
     """(iv) zoo's sampler loop in torch (sampling._sample_stepping with the fused form): what runs on devices other than the CPU."""
     noise = sampling.Noise(torch.Generator().manual_seed(seed), length, n, model.l_out.out_features) if temperature > 0 else None
-    return sampling._sample_stepping(sampling.stepper(model), ids, length, context, temperature, None, noise, n, torch.device("cpu"))
+    draw = sampling.Draw(temperature, None, noise)
+    return sampling._sample_stepping(sampling.stepper(model), ids, length, context, draw, n, torch.device("cpu"))
 
 
 def bench_sampling(length: int, many_length: int, repeats: int, default_threads: bool) -> list[dict[str, Any]]:

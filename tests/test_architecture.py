@@ -126,7 +126,6 @@ def test_no_core_function_takes_more_than_eight_parameters():
         ("zoo.api", "train"),  # the public facade: its keywords are zoo.train's documented API
         ("zoo.recurrence", "forward"),  # torch.autograd.Function.forward: torch passes each input as an argument
         ("zoo.sampling", "sample"),  # the sampler's documented keywords (LoadedModel.sample's)
-        ("zoo.sampling", "_sample_stepping"),
         ("zoo.sampling", "sample_by_rerunning"),
     }
     found = []

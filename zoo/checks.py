@@ -40,6 +40,17 @@ def positive(flag: str, value: Any) -> float:
     return x
 
 
+MAX_TEMPERATURE = 1e6  # far past where every character is as likely as any other (logits differ by tens at most)
+
+
+def temperature(value: Any) -> float:
+    """A sampling temperature: 0 (greedy) up to `MAX_TEMPERATURE`; nan, inf and 1e39 (inf in float32) are refused."""
+    x = real("--temperature", value, "a number, zero or more")
+    if not 0 <= x <= MAX_TEMPERATURE:
+        raise ZooError(f"--temperature must be a number, zero or more, up to {MAX_TEMPERATURE:g}; got {value!r}")
+    return x
+
+
 def switch(flag: str, value: Any) -> bool:
     """`value` if it is True or False; a string such as "no" would otherwise read as True."""
     if not isinstance(value, bool):

@@ -6,14 +6,18 @@ Shell completion (click): eval "$(_ZOO_COMPLETE=bash_source zoo)"  (zsh_source, 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
+from click.shell_completion import CompletionItem
 
 from zoo import DISTRIBUTION, __version__
-from zoo.errors import ZooError, ZooWarning
+from zoo.errors import ZooError, ZooWarning, printable, warn
 from zoo.options import DEFAULT_VAL_FRAC
 
 if TYPE_CHECKING:
@@ -47,13 +51,62 @@ class ZooGroup(click.Group):
         return list(self.commands)  # in the order they were added: the order of the data flow
 
 
+THREADS_ENV = "ZOO_THREADS"
+THREADS_HELP = (
+    f"CPU threads for torch [env {THREADS_ENV}; default: the cores the load average leaves idle, at least 1 "
+    "(OMP_NUM_THREADS if set): on a busy machine more threads than free cores wait on each other]."
+)
+
+
+def default_threads() -> int:
+    """One thread per core that the last minute's load average leaves idle (rounded), at least 1.
+
+    Measured on a 2-core VM (AMD EPYC, torch 2.13 CPU; char-rnn, median ms per training step): nearly idle,
+    2 threads 11.9 and 1 thread 17.3; beside two busy processes, 2 threads 350-620 and 1 thread 40-90, as torch's
+    threads wait on each other at every operation (torch's default is one thread per core). The load average is
+    what tells the two machines apart. (char-rnn trained 40 steps on 1 and on 2 threads to the same weights, bit for bit.)
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average (Windows): torch's own choice, one thread per core
+        return cores
+    return max(1, min(cores, round(cores - busy)))
+
+
+def use_threads(threads: int) -> None:
+    """Have torch compute on `threads` CPU threads, whether or not it is imported yet."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when torch is imported, which no command may have done yet
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _threads_given(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    source = THREADS_ENV if ctx.get_parameter_source("threads") is click.core.ParameterSource.ENVIRONMENT else "--threads"
+    try:
+        threads = int(value)
+    except ValueError:
+        raise click.UsageError(f"{source} must be a whole number, got {value!r}", ctx) from None
+    if threads <= 0:
+        raise click.UsageError(f"{source} must be positive, got {threads}", ctx)
+    use_threads(threads)
+
+
+def threads_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--threads N, or ZOO_THREADS: on the group (`zoo --threads 1 train`) and on each command that computes
+    (`zoo train --threads 1`), the later one winning."""
+    return click.option(
+        "--threads", envvar=THREADS_ENV, show_envvar=False, callback=_threads_given, expose_value=False,
+        metavar="N", help=THREADS_HELP,
+    )(command)  # fmt: skip
+
+
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="zoo", message=f"%(prog)s, version %(version)s (distribution {DISTRIBUTION})")
-@click.option(
-    "--threads", type=int, callback=lambda c, p, v: _positive(c, p, v), metavar="N",
-    help="CPU threads for torch (default: all cores). On a busy machine, 1 is often much faster.",
-)  # fmt: skip
-def cli(threads: int | None) -> None:
+@threads_option
+def cli() -> None:
     """zoo - the models of fast.ai's Lesson 6, "RNNs from scratch", as a plugin-based model zoo.
 
     \b
@@ -62,12 +115,21 @@ def cli(threads: int | None) -> None:
       zoo train char-rnn                train one with the lesson's recipe
       zoo sample runs/char-rnn --prompt "for thos"
     """
-    if threads:
-        import os
+    if "OMP_NUM_THREADS" not in os.environ:  # neither --threads, ZOO_THREADS nor the user's OpenMP setting chose
+        use_threads(default_threads())
 
-        os.environ["OMP_NUM_THREADS"] = str(threads)  # read when torch is imported, which no command has done yet
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
+
+def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of a MODEL argument: registered names, or the shell's own folder completion for a path."""
+    if incomplete.startswith((".", "/", "~")) or os.sep in incomplete:
+        return [CompletionItem(incomplete, type="dir")]
+    from zoo import registry
+
+    try:
+        names = [s.name for s in registry.list_models() if s.name.startswith(incomplete)]
+    except ZooError:  # a broken registry: no names to offer, and no error in the middle of the user's typing
+        names = []
+    return [CompletionItem(incomplete, type="dir"), *(CompletionItem(name) for name in names)]  # bash: dir first
 
 
 @cli.command("list")
@@ -143,14 +205,19 @@ def _trained_with(w: PublishedWeights) -> str | None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=_complete_model)
 def info(name: str) -> None:
-    """Everything zoo knows about one model."""
-    from zoo import published, registry
+    """Everything zoo knows about one model, NAME, or about the run in a run directory."""
+    from zoo import published, registry, rundir
 
+    path = Path(name).expanduser()
+    if rundir.has_config(path):
+        _echo_fields(f"{path}: a run of {rundir.read_config(path)['model']!r}", _run_fields(path))  # repr escapes
+        return
+    if path.is_dir() and registry.find_model(name) is None:
+        raise ZooError(f"{path}: no config.json here; is this a zoo run directory?")
     s = registry.get_model(name)
     w = published.load().get(s.name)
-    click.echo(f"{s.name}: {s.summary}")
     fields = [
         ("plugin", s.plugin),
         ("task", s.task),
@@ -187,9 +254,43 @@ def info(name: str) -> None:
         ]
     else:
         fields.append(("weights", "none published"))
+    _echo_fields(f"{s.name}: {s.summary}", fields)
+
+
+def _echo_fields(title: str, fields: list[tuple[str, str]]) -> None:
+    click.echo(title)
     width = max(len(k) for k, _ in fields)
     for k, v in fields:
         click.echo(f"  {k.ljust(width)}  {v}")
+
+
+def _run_fields(path: Path) -> list[tuple[str, str]]:
+    """What a run folder says of itself (config.json, run.json, training.json): text from a file anyone may have
+    written, so every value is shown escaped, on its line."""
+    from zoo import registry, rundir
+
+    config, run = rundir.read_config(path), rundir.read_run(path)
+    history = rundir.read_history(path)
+    spec = registry.find_model(config["model"])
+    shown = {k: printable(v) for k, v in config.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    fields = [
+        ("model", f"{shown['model']} ({spec.summary})" if spec else f"{shown['model']} (no installed plugin registers it)"),
+        ("plugin", f"{shown.get('plugin', '?')} {shown.get('plugin_version', '')}".rstrip()),
+        ("task", shown.get("task", "?")),
+        ("hyper-parameters", printable(", ".join(f"{k}={v}" for k, v in config["hparams"].items())) or "-"),
+        ("data", shown.get("data", "?")),
+        ("validation split", shown.get("split", "?") + (f", {shown['val_frac']} held out" if "val_frac" in shown else "")),
+    ]
+    if isinstance(run, dict) and isinstance(run.get("command"), str):
+        fields.append(("command", printable(run["command"])))
+    epochs = [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []
+    fields.append(("epochs trained", str(len(epochs))))
+    last = epochs[-1].get("val_loss") if epochs else None
+    if isinstance(last, (int, float)) and not isinstance(last, bool):
+        fields.append(("  val loss", f"{last:.4f} (after the last epoch)"))
+    fields.append(("weights", "yes" if rundir.is_model(path) else "none yet"))
+    fields.append(("sample it", f"zoo sample {path}"))
+    return fields
 
 
 @cli.command()
@@ -207,8 +308,8 @@ def plugins(as_json: bool) -> None:
     rows = [
         [
             i.name,
-            i.distribution or "-",
-            i.version or "-",
+            printable(i.distribution) or "-",  # a distribution's metadata says what it likes
+            printable(i.version) or "-",
             ", ".join(h.removeprefix("zoo_") for h in i.hooks) or "-",
             ", ".join(i.models + i.datasets) or "-",
             ("FAILED: " + i.error) if i.error else "ok",
@@ -225,9 +326,11 @@ def datasets() -> None:
     """List registered datasets (use them with --data NAME)."""
     from zoo import registry
 
-    reg = registry.get()
-    rows = [[name, getattr(src, "summary", "")] for name, src in sorted(reg.datasets.items())]
+    rows = [[name, getattr(src, "summary", "")] for name, src in sorted(registry.datasets().items())]
     _echo_table(rows, ["dataset", "summary"])
+
+
+DEVICE_HELP = "cpu; cuda (the first GPU) or cuda:N; mps (Apple GPUs); or auto, the first of cuda, mps and cpu here."
 
 
 def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -237,11 +340,12 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_model)
+@threads_option
 @click.option("--epochs", type=int, callback=_positive, help="Epochs in all (default: the recipe's).")
 @click.option("--lr", type=float, callback=_positive, help="One learning rate for every epoch (default: the recipe's).")
 @click.option("--batch-size", type=int, callback=_positive, help="Rows per batch (default: the spec's, 512 for the lesson).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--data", help="A dataset name (see `zoo datasets`) or a text file (default: the model's dataset).")
 @click.option("--seed", type=int, help="Seeds the initial weights and the shuffle [default: 0].")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME, runs/NAME-2, ...).")
@@ -298,11 +402,12 @@ def train(name: str | None, **options: Any) -> None:
 
 
 @cli.command("eval")
-@click.argument("model")
+@click.argument("model", shell_complete=_complete_model)
+@threads_option
 @click.option("--data", help="A dataset name or text file (default: what the model was trained on).")
 @click.option("--split", type=click.Choice(["random", "tail"]), help="Validation rows (default: the run's).")
 @click.option("--val-frac", type=float, metavar="FLOAT", help="Fraction of the text held out (default: the run's, 0.2 unless chosen).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | None, device: str, as_json: bool) -> None:
     """Validation loss (nats/char, bits/char) and accuracy of MODEL (a run directory or a name)."""
@@ -321,36 +426,63 @@ def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | 
 
 
 @cli.command()
-@click.argument("model")
+@click.argument("model", shell_complete=_complete_model)
+@threads_option
 @click.option("--prompt", default="for thos", show_default=True)
 @click.option("--length", type=int, default=400, show_default=True, callback=_positive)
 @click.option("--temperature", type=float, default=0.8, show_default=True, help="0 is greedy.")
 @click.option("--top-k", type=int, callback=_positive, help="Sample only from the K likeliest characters.")
 @click.option("--seed", type=int, help="Same seed, same text.")
 @click.option("--num-samples", type=int, default=1, show_default=True, callback=_positive)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 def sample(
     model: str, prompt: str, length: int, temperature: float, top_k: int | None, seed: int | None, num_samples: int, device: str
 ) -> None:
-    """Generate text from MODEL (a run directory or a name), one character at a time."""
-    from zoo import api
+    """Generate text from MODEL (a run directory or a name), one character at a time.
 
-    if not 0 <= temperature < float("inf"):  # nan and inf too: they would sample garbage
-        raise ZooError(f"--temperature must be a number, zero or more, got {temperature}")
+    One sample is printed as it is drawn; several, once all are done.
+    """
+    from zoo import api, checks
+
+    checks.temperature(temperature)  # before the model is loaded
     m = api.load(model, device)
-    texts = m.sample(prompt, length, temperature=temperature, top_k=top_k, seed=seed, num_samples=num_samples)
-    for i, text in enumerate([texts] if isinstance(texts, str) else texts):
+    options = {"temperature": temperature, "top_k": top_k, "seed": seed}
+    if num_samples == 1:
+        _stream_sample(m, prompt, length, options)
+        return
+    for i, text in enumerate(m.sample(prompt, length, **options, num_samples=num_samples)):
         if i:
             click.echo("\n---")
         click.echo(prompt + text)
 
 
+def _stream_sample(m: Any, prompt: str, length: int, options: dict[str, Any]) -> None:
+    """The prompt and its continuation on stdout as it is drawn (the line ended even if sampling stops midway):
+    a long sample shows from its first characters, not at the end."""
+    started = False
+
+    def show(text: str) -> None:
+        nonlocal started
+        click.echo(text if started else prompt + text, nl=False)  # click.echo flushes
+        started = True
+
+    try:
+        text = m.sample(prompt, length, **options, on_text=show)
+        if not started:  # nothing to stream: --length 0
+            click.echo(prompt + text, nl=False)
+            started = True
+    finally:
+        if started:
+            click.echo()
+
+
 @cli.command()
-@click.argument("pattern", default="char-*")
+@click.argument("pattern", default="char-*", shell_complete=_complete_model)
+@threads_option
 @click.option("--budget", type=float, default=120, show_default=True, callback=_positive, help="Training seconds per model.")
 @click.option("--data", help="A dataset name or text file (default: each model's dataset).")
 @click.option("--val-frac", type=float, default=DEFAULT_VAL_FRAC, show_default=True, metavar="FLOAT", help="Fraction of the text held out.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def compare(pattern: str, budget: float, data: str | None, val_frac: float, device: str, out: str, as_json: bool) -> None:
@@ -375,7 +507,7 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
 
 
 @cli.command()
-@click.argument("model")
+@click.argument("model", shell_complete=_complete_model)
 @click.option("--repo", required=True, metavar="OWNER/NAME", help="The Hub repository (created if needed).")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
 @click.option("--branch", help="Push to this branch (created if needed; default main).")
@@ -398,7 +530,7 @@ def push(model: str, repo: str, private: bool, branch: str | None, token: str | 
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=_complete_model)
 @click.option("--revision", help="A branch, tag or commit (default: the revision registry.toml pins).")
 @click.option(
     "--timeout",
@@ -447,10 +579,33 @@ def publish(pattern: str, token: str | None) -> None:
         click.echo(f"{name}: {url}")
 
 
+_command_owners: dict[str, str] = {}  # a command's name -> the plugin that added it (zoo's own: absent)
+
+
 def _add_plugin_commands() -> None:
+    """Each plugin's commands, zoo's own plugins first. A command already there (zoo's, or another plugin's) is
+    never replaced or removed: a plugin that tries is refused with a warning naming it, and the command stays."""
     from zoo.plugins import host
 
-    host().call_each("zoo_register_commands", cli=cli)
+    before = dict(cli.commands)
+
+    def keep_others_commands(plugin_name: str) -> None:
+        for name in set(before) | set(cli.commands):
+            command, owner = cli.commands.get(name), _command_owners.get(name)
+            if command is before.get(name) or (owner == plugin_name and command is not None):
+                continue  # unchanged, or the plugin's own command added again (main() runs more than once in tests)
+            if name not in before:
+                _command_owners[name] = plugin_name
+                continue
+            cli.commands[name] = before[name]
+            whose = f"plugin {owner!r}'s command" if owner else "zoo's own command"
+            warn(
+                f"plugin {plugin_name!r} tried to replace `zoo {name}`: {whose} is kept; rename the plugin's command, "
+                f"or disable the plugin with ZOO_DISABLE_PLUGINS={plugin_name}"
+            )
+        before.update(cli.commands)
+
+    host().call_each("zoo_register_commands", after=keep_others_commands, cli=cli)
 
 
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
@@ -461,7 +616,7 @@ def _show_warning(
 ) -> None:
     """zoo's own warnings as one line, like its errors; others as Python shows them."""
     if issubclass(category, ZooWarning):
-        click.echo(f"zoo: warning: {message}", err=True)
+        click.echo(f"zoo: warning: {printable(message)}", err=True)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)
 
@@ -490,7 +645,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"zoo: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except ZooError as exc:
-        click.echo(f"zoo: {'error: ' if exc.is_error else ''}{exc}", err=True)
+        click.echo(f"zoo: {'error: ' if exc.is_error else ''}{printable(exc)}", err=True)  # one line, whatever it quotes
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from zoo.errors import ZooError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -36,10 +38,27 @@ SINGLE = Dist()
 
 def from_env() -> Dist:
     """The torchrun environment, or a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", "1", 1)
     if world <= 1:
         return SINGLE
-    return Dist(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    rank = _env_int("RANK", None, 0)
+    if rank >= world:
+        raise ZooError(f"RANK is {rank} but WORLD_SIZE is {world}: a rank counts from 0 to WORLD_SIZE - 1")
+    return Dist(rank=rank, world=world, local_rank=_env_int("LOCAL_RANK", "0", 0))
+
+
+def _env_int(var: str, default: str | None, minimum: int) -> int:
+    """A whole number from the environment (torchrun sets these; a hand-set one may be anything)."""
+    raw = os.environ.get(var, default)
+    if raw is None:
+        raise ZooError(f"WORLD_SIZE is set but {var} is not; run zoo under torchrun, or unset WORLD_SIZE for one process")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ZooError(f"{var} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ZooError(f"{var} must be at least {minimum}, got {value}")
+    return value
 
 
 def setup(d: Dist, device: torch.device) -> torch.device:

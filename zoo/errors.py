@@ -27,17 +27,29 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """`TypeName: message` on one line, for a warning about someone else's exception (a plugin's): its lines are
     joined (pluggy gives the cause on the second), and the whole is cut at `limit` characters."""
     text = " / ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    text = printable(text if len(text) <= limit else text[: limit - 3] + "...")
     return f"{type(exc).__name__}: {text}"
+
+
+def printable(text: object) -> str:
+    """`text` safe to echo on one line of a terminal: control and other unprintable characters (newlines, escapes
+    that move the cursor or recolour, bidirectional overrides, lone surrogates) shown as Python escapes, as repr
+    shows them, the rest as is. For what zoo did not write itself: a downloaded config's field, a plugin's version
+    or message."""
+    return "".join(_escaped(c) for c in str(text))
+
+
+def _escaped(char: str) -> str:
+    return char if char.isprintable() else repr(char)[1:-1]  # repr's test: a space is printable, a newline is not
 
 
 def warn(message: str) -> None:
     """`zoo: warning: …` on stderr, one line: for what goes on although something is wrong (the CLI shows ZooWarning
     the same way)."""
-    print(f"zoo: warning: {message}", file=sys.stderr)
+    print(f"zoo: warning: {printable(message)}", file=sys.stderr)
 
 
 def did_you_mean(name: str, names: list[str]) -> str:
-    """" (did you mean a or b?)" for the names close to `name`, or ""."""
+    """ " (did you mean a or b?)" for the names close to `name`, or ""."""
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     return f" (did you mean {' or '.join(close)}?)" if close else ""

@@ -25,7 +25,7 @@ from torch import nn
 
 from zoo import __version__, distributed, registry, rundir, runlock, tasks
 from zoo.checkpoint import check_fit, load_checkpoint, load_weights, read_header, save_weights
-from zoo.errors import ZooError
+from zoo.errors import ZooError, printable
 from zoo.model import count_params, import_builder, import_object, parse_overrides
 from zoo.options import TrainOptions, epoch_lrs, extend_lrs, record_lrs, recorded_lrs, recorded_options
 from zoo.plugins import host
@@ -210,14 +210,14 @@ def resuming_line(name: str, run_dir: Path, trainer: Trainer) -> str:
 def spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
     """The registered spec a config names, the config checked against it; a downloaded file never chooses code to import."""
     name = config["model"]
-    models = registry.get().models
-    if name not in models:
-        plugin = config.get("plugin") or "?"
+    spec = registry.find_model(name)  # resolved as `zoo train NAME` resolves it: zoo's own name stays zoo's
+    if spec is None:
+        plugin = config.get("plugin") or "?"  # shown by repr, which escapes what could move the cursor or end the line
+        version = printable(config.get("plugin_version") or "?")  # shown bare: escaped alike
         raise ZooError(
-            f"{where}/config.json names the model {name!r} of plugin {plugin!r} (version {config.get('plugin_version') or '?'}), "
+            f"{where}/config.json names the model {name!r} of plugin {plugin!r} (version {version}), "
             f"which is not installed; install the plugin that provides it (see `zoo plugins`)"
         )
-    spec = models[name]
     if config["task"] != spec.task:  # the task reads the data and builds the model: it must be the model's own
         raise ZooError(f"{rundir.config_path(where)}: 'task' is {config['task']!r}, but {spec.name} is a {spec.task} model")
     tasks.get(spec.task).check_against(rundir.config_path(where), config, spec)
@@ -334,6 +334,8 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     if not run_dir.is_dir():
         raise ZooError(f"{run_dir}: no such run directory (--resume takes the folder a run wrote, e.g. runs/char-rnn)")
     rundir.refuse_links_out(run_dir)
+    if not rundir.has_config(run_dir):  # as `zoo sample` says it
+        raise ZooError(f"{run_dir}: no config.json here; is this a zoo run directory?")
     config, task = read_config(run_dir)
     _refuse_foreign_options(task, opts, f"{run_dir} is a run of a {config['task']} model")
     record = rundir.read_run(run_dir, required=True)

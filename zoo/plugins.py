@@ -8,16 +8,18 @@ ZOO_DISABLE_PLUGINS=a,b blocks those.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 import pluggy
 
-from zoo import hookspecs
+from zoo import DISTRIBUTION, hookspecs
 from zoo.errors import first_line, warn
 
 ENTRY_POINT_GROUP = "zoo"
+BUILTIN_DISTRIBUTION = DISTRIBUTION  # zoo's own plugins come with it: their names (models, datasets, commands) stand
 
 
 @dataclass
@@ -29,6 +31,10 @@ class PluginInfo:
     models: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     error: str = ""
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,14 +118,20 @@ class PluginHost:
             return []
         return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
 
-    def call_each(self, hook_name: str, **kwargs_for: Any) -> None:
-        """Call `hook_name` on each plugin separately, so a failure is pinned on its plugin.
+    def is_builtin(self, name: str) -> bool:
+        info = self.infos.get(name)
+        return info is not None and info.builtin
+
+    def call_each(self, hook_name: str, after: Callable[[str], None] | None = None, **kwargs_for: Any) -> None:
+        """Call `hook_name` on each plugin separately, so a failure is pinned on its plugin: zoo's own plugins
+        first, so that what they register comes first whatever the order of sys.path; then `after(plugin name)`.
 
         `kwargs_for` values may be callables taking the plugin name (to build per-plugin
         arguments such as a `register` callback that knows who is registering).
         """
         caller = getattr(self.pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
+        impls = caller.get_hookimpls()
+        for impl in sorted(impls, key=lambda i: not self.is_builtin(i.plugin_name)):  # stable: in load order otherwise
             # pluggy lets an implementation take only some of the hook's arguments
             kwargs = {k: (v(impl.plugin_name) if k == "register" else v) for k, v in kwargs_for.items() if k in impl.argnames}
             try:
@@ -128,6 +140,8 @@ class PluginHost:
                 info = self.infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
                 info.error = f"{hook_name} raised {first_line(exc)}"
                 warn(f"plugin {impl.plugin_name!r}: {info.error}")
+            if after is not None:
+                after(impl.plugin_name)
 
 
 _host: PluginHost | None = None

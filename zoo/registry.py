@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.data.sources import lookup
-from zoo.errors import ZooError, did_you_mean
+from zoo.errors import ZooError, did_you_mean, warn
 from zoo.plugins import PluginHost, host
 from zoo.spec import BUILTIN_TASKS, ModelSpec, TaskSpec
 
@@ -21,7 +21,10 @@ class Registry:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     datasets: dict[str, Any] = field(default_factory=dict)
     tasks: dict[str, TaskSpec] = field(default_factory=lambda: {t.name: t for t in BUILTIN_TASKS})
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # one line each, for `zoo plugins` and a warning
+    ambiguous: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) two plugins claim -> why refused
+    owners: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)  # (kind, name) -> (plugin, zoo's own?)
+    warned: bool = False
 
 
 _cache: tuple[PluginHost, int, Registry] | None = None
@@ -33,23 +36,46 @@ def reset() -> None:
     _cache = None
 
 
+def _claim(reg: Registry, h: PluginHost, kind: str, name: str, plugin_name: str, table: dict[str, Any]) -> bool:
+    """Whether `plugin_name` may have `name` among the registry's `kind`s: the one rule for every name.
+
+    A name zoo's own plugins (or zoo itself) registered stays theirs, whatever order the plugins load in; a later
+    claim is refused. A name two other plugins claim is neither's: it is refused, with the reason, on every path
+    (listing, training, sampling, resuming, evaluating), and every other name still works.
+    """
+    key = (kind, name)
+    if key in reg.ambiguous:
+        return False
+    if key not in reg.owners:
+        reg.owners[key] = (plugin_name, h.is_builtin(plugin_name))
+        return True
+    owner, builtin = reg.owners[key]
+    clash = f"{kind} {name!r} is registered by two plugins, {owner!r} and {plugin_name!r}"
+    if builtin:
+        reg.conflicts.append(
+            f"{clash}; zoo's own {owner!r} keeps it and the {kind} of {plugin_name!r} is not used: "
+            f"rename that {kind} in its plugin, or disable the plugin with ZOO_DISABLE_PLUGINS={plugin_name}"
+        )
+        return False
+    message = f"{clash}; neither is used: disable one with ZOO_DISABLE_PLUGINS={plugin_name} or ZOO_DISABLE_PLUGINS={owner}"
+    reg.conflicts.append(message)
+    reg.ambiguous[key] = message
+    table.pop(name, None)  # `table` is the registry's `kind`s: the first claimant's entry goes too
+    return False
+
+
 def _collect(h: PluginHost) -> Registry:
     reg = Registry()
+    reg.owners.update({("task", name): ("zoo", True) for name in reg.tasks})
 
     def model_register(plugin_name: str):
         def register(spec: ModelSpec) -> None:
             if not isinstance(spec, ModelSpec):
                 raise TypeError(f"register() takes a zoo.ModelSpec, got {type(spec).__name__}")
-            if spec.name in reg.models:
-                other = reg.models[spec.name].plugin
-                reg.conflicts.append(
-                    f"model {spec.name!r} is registered by two plugins, {other!r} and {plugin_name!r}; "
-                    f"disable one with ZOO_DISABLE_PLUGINS={plugin_name}"
-                )
-                return
-            reg.models[spec.name] = spec.with_plugin(plugin_name)
-            if plugin_name in h.infos:
-                h.infos[plugin_name].models.append(spec.name)
+            if _claim(reg, h, "model", spec.name, plugin_name, reg.models):
+                reg.models[spec.name] = spec.with_plugin(plugin_name)
+                if plugin_name in h.infos:
+                    h.infos[plugin_name].models.append(spec.name)
 
         return register
 
@@ -58,12 +84,10 @@ def _collect(h: PluginHost) -> Registry:
             name = getattr(source, "name", None)
             if not name:
                 raise TypeError("register() takes a dataset source with a .name")
-            if name in reg.datasets:
-                reg.conflicts.append(f"dataset {name!r} is registered by two plugins; the second is {plugin_name!r}")
-                return
-            reg.datasets[name] = source
-            if plugin_name in h.infos:
-                h.infos[plugin_name].datasets.append(name)
+            if _claim(reg, h, "dataset", name, plugin_name, reg.datasets):
+                reg.datasets[name] = source
+                if plugin_name in h.infos:
+                    h.infos[plugin_name].datasets.append(name)
 
         return register
 
@@ -71,11 +95,8 @@ def _collect(h: PluginHost) -> Registry:
         def register(task: TaskSpec) -> None:
             if not isinstance(task, TaskSpec):
                 raise TypeError(f"register() takes a zoo.TaskSpec, got {type(task).__name__}")
-            if task.name in reg.tasks:
-                other = reg.tasks[task.name].plugin or "zoo"
-                reg.conflicts.append(f"task {task.name!r} is registered by two plugins, {other!r} and {plugin_name!r}")
-                return
-            reg.tasks[task.name] = task.with_plugin(plugin_name)
+            if _claim(reg, h, "task", task.name, plugin_name, reg.tasks):
+                reg.tasks[task.name] = task.with_plugin(plugin_name)
 
         return register
 
@@ -86,6 +107,7 @@ def _collect(h: PluginHost) -> Registry:
 
 
 def get() -> Registry:
+    """What the plugins registered, conflicts included and not yet warned about (`zoo plugins` shows them)."""
     global _cache
     h = host()
     if _cache is None or _cache[0] is not h or _cache[1] != h.generation:
@@ -94,10 +116,19 @@ def get() -> Registry:
 
 
 def _checked() -> Registry:
+    """The registry, its conflicts said once (one warning line each) to whoever uses a name first."""
     reg = get()
-    if reg.conflicts:
-        raise ZooError(reg.conflicts[0])
+    if reg.conflicts and not reg.warned:
+        reg.warned = True
+        for conflict in reg.conflicts:
+            warn(conflict)
     return reg
+
+
+def _refuse_ambiguous(reg: Registry, kind: str, name: str) -> None:
+    why = reg.ambiguous.get((kind, name))
+    if why is not None:
+        raise ZooError(why)
 
 
 def list_models(pattern: str | None = None, tag: str | None = None) -> list[ModelSpec]:
@@ -111,14 +142,24 @@ def list_models(pattern: str | None = None, tag: str | None = None) -> list[Mode
 
 
 def get_model(name: str) -> ModelSpec:
-    models = _checked().models
-    if name not in models:
-        raise ZooError(f"unknown model {name!r}{did_you_mean(name, sorted(models))}; see `zoo list`")
-    return models[name]
+    """The spec registered as `name`: what `zoo train NAME`, `zoo info NAME` and every run folder's config use."""
+    spec = find_model(name)
+    if spec is None:
+        raise ZooError(f"unknown model {name!r}{did_you_mean(name, sorted(_checked().models))}; see `zoo list`")
+    return spec
+
+
+def find_model(name: str) -> ModelSpec | None:
+    """The spec registered as `name`, None if no plugin registers it; a name two plugins claim is an error."""
+    reg = _checked()
+    _refuse_ambiguous(reg, "model", name)
+    return reg.models.get(name)
 
 
 def get_dataset(name: str) -> Any:
-    return lookup(name, _checked().datasets)
+    reg = _checked()
+    _refuse_ambiguous(reg, "dataset", name)
+    return lookup(name, reg.datasets)
 
 
 def datasets() -> dict[str, Any]:
@@ -127,7 +168,9 @@ def datasets() -> dict[str, Any]:
 
 
 def get_task(name: str) -> TaskSpec:
-    tasks = _checked().tasks
+    reg = _checked()
+    _refuse_ambiguous(reg, "task", name)
+    tasks = reg.tasks
     if name not in tasks:
         raise ZooError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))}); is the plugin that provides it installed?")
     return tasks[name]

@@ -29,6 +29,8 @@ exact draw per character.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,17 +68,19 @@ class Noise:
     length x n x vocab numbers at once.
     """
 
-    BLOCK = 1024  # steps
+    BLOCK = 1024  # steps at most
+    BLOCK_NUMBERS = 2**22  # numbers at most, unless one step needs more: many samples of a large vocabulary
 
     def __init__(self, generator: torch.Generator | None, length: int, n: int, vocab: int) -> None:
         self.generator, self.length, self.n, self.vocab = generator, length, n, vocab
         self.start, self.block = 0, torch.empty(0, n, vocab)
+        self.steps = max(1, min(self.BLOCK, self.BLOCK_NUMBERS // (n * vocab)))
 
     def block_for(self, k: int) -> tuple[int, torch.Tensor]:
         """(first step, noise [steps, n, vocab]) of the block that holds step k; steps are asked for in order."""
         if k >= self.start + len(self.block):
             self.start = k
-            size = min(self.BLOCK, self.length - k)
+            size = min(self.steps, self.length - k)
             self.block = gumbel(torch.rand(size, self.n, self.vocab, generator=self.generator))
         return self.start, self.block
 
@@ -86,8 +90,33 @@ class Noise:
         return block[k - start]
 
 
-MAX_CHARS = 10**9  # characters in one call: their ids alone take 8 GB (int64)
+# Characters in one call: each costs 8 bytes as an id, 8 more in the list handed back and 1-4 in its text, so
+# 10**7 stay under 200 MB (10**9 took over 20 GB).
+MAX_CHARS = 10**7
+MAX_SAMPLES = 1000  # samples drawn at once: each holds a state per window and a row of noise per step
+MAX_STEP_NUMBERS = 2**22  # samples x vocabulary: the logits and noise of one step (16 MiB each)
 MIN_FOLDED_TEMPERATURE = 1e-4  # the fused loop's logits, scaled by at most 1e4, stay far from float32's range
+STREAM_STEPS = 256  # characters handed to `on_text` at a time: often enough to watch, rarely enough to cost nothing
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How each character is chosen: the temperature (0 greedy), top-k or None, and the noise (None when greedy)."""
+
+    temperature: float
+    top_k: int | None
+    noise: Noise | None
+
+
+def check_weights(model: nn.Module) -> None:
+    """A model whose weights hold nan or inf has no probabilities to sample from (its training diverged, or the
+    file was edited): one line, before anything is printed."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise ZooError("the model's weights are not all finite numbers (nan or inf); it cannot be sampled")
+
+
+def _refuse_non_finite() -> None:
+    raise ZooError("the model's probabilities are not finite numbers (its logits overflowed to nan or inf); nothing more can be sampled")
 
 
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
@@ -178,8 +207,13 @@ def sample(
     top_k: int | None = None,
     seed: int | None = None,
     num_samples: int = 1,
+    on_text: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """`num_samples` continuations of `prompt`, `length` characters each (prompt not included)."""
+    """`num_samples` continuations of `prompt`, `length` characters each (prompt not included).
+
+    `on_text`, with one sample, is handed the text as it is drawn, `STREAM_STEPS` characters at a time (what
+    `zoo sample` prints as it goes).
+    """
     if not isinstance(prompt, str):
         raise ZooError(f"the prompt must be a string, got {prompt!r}")
     length = checks.whole("--length", length)
@@ -188,9 +222,13 @@ def sample(
     num_samples = checks.whole("--num-samples", num_samples)
     if num_samples < 1:
         raise ZooError("--num-samples must be at least 1")
-    temperature = checks.real("--temperature", temperature, "a number, zero or more")
-    if not 0 <= temperature < float("inf"):
-        raise ZooError(f"--temperature must be a number, zero or more, got {temperature}")
+    most = min(MAX_SAMPLES, max(1, MAX_STEP_NUMBERS // len(vocab)))
+    if num_samples > most:
+        of_vocab = f" for a vocabulary of {len(vocab):,} characters" if most < MAX_SAMPLES else ""
+        raise ZooError(f"--num-samples must be at most {most:,}{of_vocab}, got {num_samples:,}")
+    if on_text is not None and num_samples != 1:
+        raise ZooError("only one sample at a time can be streamed")
+    temperature = checks.temperature(temperature)
     if np.float32(temperature) == 0:  # below float32's smallest number: 1 / T is no number at all; the limit is greedy
         temperature = 0.0
     if length * num_samples > MAX_CHARS:
@@ -202,14 +240,18 @@ def sample(
     if length == 0:
         return [""] * num_samples
     model.eval()
+    check_weights(model)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     noise = Noise(generator, length, num_samples, len(vocab)) if temperature > 0 else None  # greedy draws nothing
+    draw = Draw(temperature, top_k, noise)
+    on_ids = (lambda new: on_text(vocab.decode(new))) if on_text is not None else None
     f = _fused_form(model)
     if f is not None and f.table.device.type == "cpu" and f.table.dtype == torch.float32:
-        chars = _sample_fused(f, ids, length, context, temperature, top_k, noise, num_samples)
+        with np.errstate(over="ignore", invalid="ignore"):  # logits that overflow are refused, in one line, below
+            chars = _sample_fused(f, ids, length, context, draw, num_samples, on_ids)
     else:
         device = next(model.parameters()).device
-        chars = _sample_stepping(stepper(model), ids, length, context, temperature, top_k, noise, num_samples, device)
+        chars = _sample_stepping(stepper(model), ids, length, context, draw, num_samples, device, on_ids)
     return [vocab.decode(row) for row in chars]
 
 
@@ -238,10 +280,9 @@ def _sample_fused(
     ids: list[int],
     length: int,
     context: int | None,
-    temperature: float,
-    top_k: int | None,
-    noise: Noise | None,
+    draw: Draw,
     n: int,
+    on_ids: Callable[[list[int]], None] | None = None,
 ) -> list[list[int]]:
     """The CPU loop for fused models, in NumPy: per character one small matrix product and a few vector ops.
 
@@ -255,7 +296,12 @@ def _sample_fused(
     That is 2 of `context` rows fewer in the product that dominates a step. The slots of a step
     are written to the other buffer shifted by one, so retiring the oldest copies nothing.
     Without a window (context None) one slot carries the state from character to character.
+
+    Every `STREAM_STEPS` characters, and at the end, the logits of the characters drawn are checked finite (NumPy's
+    argmax takes a nan or an inf wherever one is, so a drawn one is seen) and the first sample's are handed to
+    `on_ids`.
     """
+    temperature, top_k, noise = draw.temperature, draw.top_k, draw.noise
     table = f.table.detach().numpy()
     w_hh_t = np.ascontiguousarray(f.w_hh.detach().numpy().T)
     w_out_t = np.array(f.w_out.detach().numpy().T, order="C")  # a copy, always: it may be scaled in place below
@@ -282,6 +328,9 @@ def _sample_fused(
     bufs = [np.zeros((slots, n, hidden), np.float32) for _ in range(2)]
     logits = np.empty(vocab if n == 1 else (n, vocab), np.float32)
     out = np.empty((length, n), np.int64)
+    drawn = np.empty(STREAM_STEPS if n == 1 else (STREAM_STEPS, n), np.float32)  # each drawn character's logit
+    every_row = np.arange(n)
+    flushed, last = 0, min(length, STREAM_STEPS) - 1  # characters handed on so far; the step that hands on the next
     g_start = g_end = 0
     g_block = np.empty((0, vocab), np.float32)
     x_prev: Any = vocab if n == 1 else np.full(n, vocab)
@@ -325,6 +374,13 @@ def _sample_fused(
             logits += b_out
             x_next = logits.argmax(-1) if noise is None else _pick_np(logits, temperature, top_k, g_block[k - g_start])
         out[k] = x_next
+        drawn[k - flushed] = logits[x_next] if n == 1 else logits[every_row, x_next]
+        if k == last:
+            if not np.isfinite(drawn[: k + 1 - flushed]).all():
+                _refuse_non_finite()
+            if on_ids is not None:
+                on_ids(out[flushed : k + 1, 0].tolist())
+            flushed, last = k + 1, min(length, k + 1 + STREAM_STEPS) - 1
     return out.T.tolist()
 
 
@@ -333,14 +389,16 @@ def _sample_stepping(
     ids: list[int],
     length: int,
     context: int | None,
-    temperature: float,
-    top_k: int | None,
-    noise: Noise | None,
+    draw: Draw,
     n: int,
     device: torch.device,
+    on_ids: Callable[[list[int]], None] | None = None,
 ) -> list[list[int]]:
     """The general loop, in torch on the model's device: a ring of `context` windows (slot i % context starts at
-    step i), every window stepped with the model's step(), the oldest one's logits picked from."""
+    step i), every window stepped with the model's step(), the oldest one's logits picked from. As `_sample_fused`,
+    the logits are checked finite and the first sample handed to `on_ids` every `STREAM_STEPS` characters (a flag
+    kept on the device meanwhile: no wait for the GPU per character)."""
+    temperature, top_k, noise = draw.temperature, draw.top_k, draw.noise
     slots = context or 1
     fresh = _map(lambda t: t.repeat(slots, *[1] * (t.dim() - 1)), model.init_state(n))  # every row's initial state
     state = fresh
@@ -348,6 +406,8 @@ def _sample_stepping(
     starting = slot_of_row[None] == torch.arange(slots, device=device)[:, None]  # [slot, row]: the rows of slot s
     x = torch.full((slots, n), ids[0], dtype=torch.long, device=device)  # each window sees its sample's character
     out = torch.empty(length, n, dtype=torch.long, device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    flushed, last = 0, min(length, STREAM_STEPS) - 1
     skip = len(ids) - 1
     for i in range(skip + length):
         if context is not None:
@@ -358,9 +418,17 @@ def _sample_stepping(
             x.fill_(ids[i + 1])
             continue
         o = _oldest(i, context)
-        nxt = _pick(logits[o * n : o * n + n], temperature, top_k, noise.at(k) if noise is not None else None)
+        oldest = logits[o * n : o * n + n]
+        finite &= torch.isfinite(oldest.amax())  # the max is nan if any is, inf if any is
+        nxt = _pick(oldest, temperature, top_k, noise.at(k) if noise is not None else None)
         x.copy_(nxt.expand(slots, n))
         out[k] = nxt
+        if k == last:
+            if not bool(finite):
+                _refuse_non_finite()
+            if on_ids is not None:
+                on_ids(out[flushed : k + 1, 0].tolist())
+            flushed, last = k + 1, min(length, k + 1 + STREAM_STEPS) - 1
     return out.T.tolist()
 
 

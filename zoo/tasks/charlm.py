@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -285,8 +286,11 @@ class LoadedModel(TrainedModel):
         top_k: int | None = None,
         seed: int | None = None,
         num_samples: int = 1,
+        on_text: Callable[[str], None] | None = None,
     ) -> str | list[str]:
-        """Continue `prompt` by `length` characters; temperature 0 is greedy. A list if num_samples > 1."""
+        """Continue `prompt` by `length` characters; temperature 0 is greedy. A list if num_samples > 1.
+
+        `on_text` (one sample) is handed the text as it is drawn, a few hundred characters at a time."""
         texts = _sample(
             self.model,
             self.vocab,
@@ -297,6 +301,7 @@ class LoadedModel(TrainedModel):
             top_k=top_k,
             seed=seed,
             num_samples=num_samples,
+            on_text=on_text,
         )
         return texts if num_samples > 1 else texts[0]
 
