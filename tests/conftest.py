@@ -51,3 +51,12 @@ def small_corpus(tmp_path) -> Path:
     path = tmp_path / "small.txt"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """A Hub-compatible server on 127.0.0.1 (tests/hubserver.py), stopped after the test."""
+    from hubserver import start_hub
+
+    with start_hub(tmp_path) as server:
+        yield server

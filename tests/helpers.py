@@ -21,3 +21,26 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     return lines[0]
+
+
+def zoo_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """`zoo ARGS` in-process (through zoo.cli.main and its error handling): exit code, stdout, stderr."""
+    from zoo.cli import main as zoo_main
+
+    capsys.readouterr()
+    try:
+        zoo_main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error(code: int, err: str) -> str:
+    """Assert a failed in-process command printed one `zoo: error:` line and no traceback; return the line."""
+    assert code != 0, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), err
+    return lines[0]

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_error as one_line
 from helpers import one_line_error, run_zoo
+from helpers import zoo_in_process as cli
 from hubserver import start_hub
 from safetensors.torch import load_file, save_file
 
 import zoo
 from zoo import registry, tasks
 from zoo.checkpoint import VOCAB_METADATA, save_weights, state_shapes, vocab_sha256
-from zoo.cli import main as zoo_main
 from zoo.data.sources import DownloadedText, FileText
 from zoo.errors import ZooError
 from zoo.pipeline import base_config, meta_model
@@ -42,24 +43,8 @@ BUNDLED_CHAR_RNN = REPO / "plugins" / "zoo_lesson6" / "weights" / "char-rnn"
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """`zoo ARGS` in-process (through zoo.cli.main and its error handling): exit code, stdout, stderr."""
-    capsys.readouterr()
-    try:
-        zoo_main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def one_line(code: int, err: str) -> str:
-    assert code != 0, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), err
-    return lines[0]
 
 
 def edit_config(folder: Path, change) -> Path:

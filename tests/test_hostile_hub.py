@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import one_line_error, run_zoo
-from hubserver import start_hub
 
 import zoo
 from zoo import published
@@ -40,13 +39,6 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
-def hub(tmp_path):
-    server = start_hub(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def files_of(run: Path, **replace: bytes) -> dict[str, bytes]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from helpers import one_line_error, run_zoo
-from hubserver import start_hub
 
 import zoo
 from zoo import compare, rundir
@@ -23,13 +22,6 @@ from zoo.publish import card_text, check_repo_id, push
 TINY = ("n_hidden=16", "n_fac=8")
 
 
-@pytest.fixture
-def hub(tmp_path):
-    server = start_hub(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,12 @@ from pathlib import Path
 
 import pytest
 from helpers import one_line_error, run_zoo
-from hubserver import start_hub
 
 import zoo
 
 FILES = ("model.safetensors", "config.json", "README.md", "training.json")
 
 
-@pytest.fixture
-def hub(tmp_path):
-    server = start_hub(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -72,10 +72,6 @@ def model_dirs(tmp_path_factory) -> tuple[Path, Path]:
     return _save_model(root / "v1", 1.0), _save_model(root / "v2", 2.0)
 
 
-@pytest.fixture
-def hub(tmp_path):
-    with start_hub(tmp_path) as server:
-        yield server
 
 
 def local_files(folder: Path) -> dict[str, bytes]:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_error as one_line
 from helpers import run_zoo
+from helpers import zoo_in_process as cli
 from hubserver import start_hub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,7 +35,6 @@ from safetensors.torch import load_file, save_file
 import zoo
 from zoo import published
 from zoo.checkpoint import VOCAB_METADATA, vocab_sha256
-from zoo.cli import main as zoo_main
 from zoo.errors import ZooError
 from zoo.model import coerce, parse_overrides
 from zoo.rundir import find_checkpoint
@@ -74,25 +75,8 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(ta[k], tb[k]), k
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """`zoo ARGS` in-process (through zoo.cli.main and its error handling): exit code, stdout, stderr."""
-    capsys.readouterr()
-    try:
-        zoo_main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def one_line(code: int, err: str) -> str:
-    assert code != 0, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("zoo: error: "), err
-    return lines[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
