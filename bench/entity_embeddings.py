@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        print("the benchmark needs scikit-learn: pip install 'zoo[bench]'", file=sys.stderr)
+        print("the benchmark needs scikit-learn: pip install 'lesson6-zoo[bench]'", file=sys.stderr)
         return 2
     torch.set_num_threads(max(1, args.jobs))
     epochs = 1 if args.smoke else args.epochs

@@ -51,6 +51,8 @@ def test_compare_cli_json(small_corpus, tmp_path):
     rows = json.loads(proc.stdout)
     assert [r["model"] for r in rows] == ["char-rnn"]
     assert rows[0]["params"] > 0 and rows[0]["reference"] is None  # the lesson's 1.547 is for Nietzsche, not this text
+    record = json.loads((tmp_path / "c" / "char-rnn" / "run.json").read_text())
+    assert record.get("resumes", []) == []  # compare's chunks resume the run: no `zoo compare` posing as a resume command
     bad = run_zoo("compare", "nothing*", "--budget", "1")
     assert bad.returncode != 0 and "no character models match" in bad.stderr
 

@@ -120,6 +120,15 @@ def test_a_config_sized_beyond_its_weights_is_refused_before_anything_is_allocat
     assert devices == ["meta"]  # sized on the meta device only: no real tensor was made
 
 
+def test_a_config_too_large_even_for_the_meta_device_is_refused_without_a_real_build(char_rnn, monkeypatch):
+    # The embedding (10**6 x 84) fits; the recurrent layer overflows: built for real, the first would be allocated.
+    edit_config(char_rnn, lambda c: c["hparams"].update(n_fac=10**6, n_hidden=10**13))
+    devices = spy_builder(monkeypatch, "zoo_lesson6.models.CharRnn", refuse_real=True)
+    with pytest.raises(ZooError, match=r"config.json: model 'char-rnn' cannot be built with the hyper-parameters .*overflow"):
+        zoo.load(char_rnn)
+    assert devices == ["meta"]
+
+
 def test_a_fitting_config_is_built_once_on_meta_and_once_for_real(char_rnn, monkeypatch):
     devices = spy_builder(monkeypatch, "zoo_lesson6.models.CharRnn")
     m = zoo.load(char_rnn)

@@ -240,6 +240,22 @@ def test_a_registry_cannot_make_pull_delete_a_file_outside_the_cache(hub, traine
     assert victim.read_text() == "keep me"
 
 
+def test_a_corrupt_snapshot_with_nested_files_is_deleted_whole_in_one_line(hub, trained, tmp_path):
+    """A registry may list files in folders: a failed check deletes them too (a folder made unlink() raise)."""
+    files = files_of(trained, **{"config.json": b"{not json", "notes/about.txt": b"nested"})
+    hub.create_repo(REPO_ID)
+    commit = hub.commit(REPO_ID, files)
+    pins = "".join(f'"{name}" = "{hashlib.sha256(data).hexdigest()}"\n' for name, data in files.items())
+    reg = tmp_path / "registry.toml"
+    reg.write_text(
+        f'schema = 1\n[weights.char-rnn]\nrepo = "{REPO_ID}"\nrevision = "{commit}"\nlicense = "mit"\nrecipe = "r"\n'
+        f"num_params = 1\nmetrics = []\n[weights.char-rnn.files]\n{pins}"
+    )
+    line = one_line_error(pull(hub, tmp_path, "char-rnn", ZOO_REGISTRY=str(reg)))
+    assert "config.json: not valid JSON" in line and "deleted from the Hub cache" in line
+    assert not cached(tmp_path, "about.txt") and not cached(tmp_path, "model.safetensors")
+
+
 # --- item 12: reproducible hashes ----------------------------------------------------------------------------------
 
 
@@ -274,3 +290,21 @@ def test_the_same_weights_give_the_same_file_in_two_processes(tmp_path):
 
     save_weights(here, tag_vocab(torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5)), list("abcde")))
     assert paths[0].read_bytes() == paths[1].read_bytes() == here.read_bytes()
+
+
+def test_ctrl_c_during_a_pull_leaves_no_deadline_for_later_hub_calls():
+    """A pull interrupted while it waits (Ctrl-C in a notebook) must not leave its deadline to cut later requests."""
+    import _thread
+    import threading
+    import time
+
+    from zoo import hub as zoo_hub
+
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        zoo_hub._within(30, lambda: time.sleep(1))
+    for _ in range(50):  # the interrupted pull's thread finishes its work, then the deadline goes
+        if zoo_hub._current is None:
+            break
+        time.sleep(0.1)
+    assert zoo_hub._current is None

@@ -12,6 +12,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -253,6 +255,26 @@ def test_an_adam_state_of_the_wrong_shape_is_refused_before_the_fused_kernel_see
     line = one_line_error(run_zoo("train", "--resume", str(folder), "--device", "cpu", timeout=120))
     assert "'exp_avg' of parameter 5 (63, 16) is (3, 3) torch.float32, not (63, 16) torch.float32" in line, line
     assert snapshot(folder) == before
+
+
+def test_a_huge_optimizer_file_is_refused_before_it_is_read(tmp_path, run):
+    """A sparse 16 GB optimizer.safetensors: read whole, it took all memory before any check. Under a 6 GB address
+    space limit the old read was a MemoryError traceback; now its size alone refuses it."""
+    import resource
+
+    folder = damaged(run, tmp_path, lambda f: None)
+    huge = folder / "checkpoint" / "optimizer.safetensors"
+    with open(huge, "r+b") as f:
+        f.truncate(16 * 2**30)
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+    cmd = [sys.executable, "-m", "zoo", "train", "--resume", str(folder), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=limit_memory)
+    line = one_line_error(proc)
+    assert "optimizer.safetensors: 17,179,869,184 bytes, more than this model's state can take" in line, line
+    assert huge.stat().st_size == 16 * 2**30
 
 
 @pytest.mark.parametrize(

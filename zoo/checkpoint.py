@@ -64,9 +64,12 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     return read_safetensors(path)[0]
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A safetensors file's tensors and its metadata (the header's "__metadata__", {} if it has none)."""
+def read_safetensors(path: Path, limit: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and its metadata (the header's "__metadata__", {} if it has none); a file of
+    more than `limit` bytes is refused before it is read."""
     try:
+        if limit is not None and Path(path).stat().st_size > limit:
+            raise ZooError(f"{path}: {Path(path).stat().st_size:,} bytes, more than this model's state can take ({limit:,})")
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ZooError(f"{path}: no such file") from None
@@ -413,13 +416,21 @@ def saved_carried(where: Path, tensors: dict[str, torch.Tensor], model: nn.Modul
     return tuple(carried)
 
 
+def optimizer_file_limit(model: nn.Module) -> int:
+    """The most bytes an optimizer.safetensors of `model` can hold: Adam's three float64-sized copies of every
+    parameter (amsgrad's fourth included), the RNG state and a stateful model's carried rows, with room to spare.
+    A hand-edited or sparse file beyond it is refused before it is read whole."""
+    param_bytes = sum(p.numel() * 8 for p in model.parameters())
+    return 4 * param_bytes + 256 * 2**20
+
+
 def load_checkpoint(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Load the weights and optimizer state into `model` and `opt`, and set the random generators; the state.json
     counters (with "carried": a stateful model's hidden state, or None). Every part is checked before it is used."""
     load_weights(ckpt / WEIGHTS, model)
     state = read_json(ckpt / STATE)
     where = ckpt / OPTIMIZER
-    tensors = read_tensors(where)
+    tensors = read_safetensors(where, limit=optimizer_file_limit(model))[0]
     carried = saved_carried(where, tensors, model)
     optimizer_from_tensors(opt, tensors, state.get("optimizer"), ckpt)
     restore_rng(where, tensors)

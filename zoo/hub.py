@@ -274,7 +274,12 @@ def _within(seconds: float, work: Callable[[], Any]) -> Any:
 
     thread = threading.Thread(target=run, name="zoo-pull", daemon=True)
     thread.start()
-    thread.join(seconds)
+    try:
+        thread.join(seconds)
+    except BaseException:  # Ctrl-C while waiting: this pull's threads stop at their next request or chunk, and its
+        deadline.end = time.monotonic()  # deadline is cleared once they have, so later Hub calls are not cut short
+        threading.Thread(target=_clear_when_done, args=(thread, deadline), daemon=True).start()
+        raise
     # a request cut off at the deadline fails with its own timeout error at about the same moment: the deadline it is
     if thread.is_alive() or isinstance(box.get("error"), _PastDeadline) or ("error" in box and deadline.left() <= 0):
         threading.Thread(target=_clear_when_done, args=(thread, deadline), daemon=True).start()
@@ -407,17 +412,28 @@ def mismatched_advertised(folder: Path) -> list[str]:
     without symlinks) has no recorded hash and is not checked here.
     """
     bad = []
-    for link in sorted(folder.iterdir()) if folder.is_dir() else []:
+    for name in snapshot_files(folder):
+        link = folder / name
         if not link.is_symlink():
             continue
         blob = link.resolve()
         if not blob.is_file():
-            bad.append(link.name)
+            bad.append(name)
         elif _SHA256.fullmatch(blob.name) and sha256_file(blob) != blob.name:
-            bad.append(link.name)
+            bad.append(name)
         elif _GIT_OID.fullmatch(blob.name) and _git_blob_id(blob) != blob.name:
-            bad.append(link.name)
+            bad.append(name)
     return bad
+
+
+def snapshot_files(folder: Path) -> list[str]:
+    """Every file of a snapshot, nested ones included, as relative POSIX names; links to folders are not entered."""
+    names = []
+    for root, dirs, files in os.walk(folder):  # os.walk does not follow links to folders
+        base = Path(root).relative_to(folder)
+        names += [(base / f).as_posix() for f in files]
+        names += [(base / d).as_posix() for d in dirs if (Path(root) / d).is_symlink()]
+    return sorted(names)
 
 
 def _remove_cached(folder: Path, names: list[str]) -> None:
@@ -428,6 +444,8 @@ def _remove_cached(folder: Path, names: list[str]) -> None:
     for name in names:
         link = folder / name
         if not published.is_plain_file_name(name) or not link.parent.resolve().is_relative_to(snapshot):
+            continue
+        if link.is_dir() and not link.is_symlink():
             continue
         target = link.resolve() if link.is_symlink() else None
         link.unlink(missing_ok=True)
@@ -460,7 +478,7 @@ def _check_model(folder: Path, what: str, check: Callable[[Path], Any] | None) -
         if check is not None:
             check(folder)
     except ZooError as exc:
-        _remove_cached(folder, sorted(p.name for p in folder.iterdir()))
+        _remove_cached(folder, snapshot_files(folder))
         raise ZooError(f"{what}: {str(exc).replace(str(folder) + '/', '')}; its files were deleted from the Hub cache") from None
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from zoo import __version__, distributed, registry, rundir, runlock, tasks
 from zoo.checkpoint import check_fit, load_checkpoint, load_weights, read_header, save_weights
-from zoo.errors import ZooError, printable
+from zoo.errors import ZooError, first_line, printable
 from zoo.model import count_params, import_builder, import_object, parse_overrides
 from zoo.options import TrainOptions, epoch_lrs, extend_lrs, record_lrs, recorded_lrs, recorded_options
 from zoo.plugins import host
@@ -161,6 +161,17 @@ def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data
         "git_revision": _git_revision(),
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _subcommand(args: list[str]) -> str | None:
+    """The zoo command `args` (argv after the program) run, past the group's options (`zoo --threads 1 train`);
+    None when this process is not the zoo CLI."""
+    if cli_command() is None:
+        return None
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] == "--threads" else 1
+    return args[i] if i < len(args) else None
 
 
 def _recorded_resumes(record: dict[str, Any]) -> list[str | None]:
@@ -376,7 +387,9 @@ def _resume(opts: TrainOptions) -> TrainedModel:
     try:
         if d.main:
             # every resume's command beside the first: the card's recipe shows how these weights were made
-            resumes = [*_recorded_resumes(record), cli_command()]
+            resumes = _recorded_resumes(record)
+            if _subcommand(sys.argv[1:]) in (None, "train"):  # `zoo compare` resumes its runs chunk by chunk: not a recipe
+                resumes.append(cli_command())
             rundir.write_run(run_dir, {**record, "options": options, "resumes": resumes})
     except OSError as exc:
         raise ZooError(f"cannot write to {run_dir} ({exc.strerror}); the last complete checkpoint is kept") from None
@@ -398,13 +411,19 @@ def _build(task: Task, spec: ModelSpec, config: dict[str, Any], where: Path) -> 
 
 
 def meta_model(task: Task, spec: ModelSpec, config: dict[str, Any]) -> nn.Module | None:
-    """The model config.json describes, built on the meta device (shapes, no memory); None if the builder cannot."""
+    """The model config.json describes, built on the meta device (shapes, no memory); None if the builder needs
+    real values (e.g. `.item()`). Any other failure is raised: built for real, such sizes (n_hidden=10**13) would
+    allocate what fits before the layer that overflows."""
     import_builder(spec)  # imported outside the meta device, so that no tensor its module makes lands there
     try:
         with torch.device("meta"):
             return task.build(spec, config["hparams"], config)
-    except Exception:  # any builder's own error, or one that needs real tensors: the real build says what is wrong
+    except NotImplementedError:
         return None
+    except Exception as exc:
+        if "meta" in str(exc).lower():  # an operation the meta device cannot do: the real build goes on unchecked
+            return None
+        raise
 
 
 def build_checked(task: Task, spec: ModelSpec, config: dict[str, Any], where: Path, weights: Path) -> nn.Module:
@@ -415,7 +434,12 @@ def build_checked(task: Task, spec: ModelSpec, config: dict[str, Any], where: Pa
     meta device and compared with the header of `weights`: the sizes are capped at what the weights actually hold.
     """
     found, metadata = read_header(weights)
-    shell = meta_model(task, spec, config)
+    try:
+        shell = meta_model(task, spec, config)
+    except ZooError as exc:  # "model 'x' cannot be built with the hyper-parameters …"
+        raise ZooError(f"{where}/config.json: {exc}") from None
+    except Exception as exc:
+        raise ZooError(f"{where}/config.json: {spec.name} cannot be built from it ({first_line(exc)})") from None
     if shell is not None:
         check_fit(weights, found, metadata, shell)
     return _build(task, spec, config, where)
