@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numpy
 import torch
 from torch import nn
 from zoo_lesson6.models import CharRnn
@@ -91,3 +92,19 @@ class FusedLossWrong(CharRnn):
     def forward(self, x, targets=None):
         out = super().forward(x, targets)
         return out * 1.1 if targets is not None else out
+
+
+class ItemInInit(CharRnn):
+    """Reads a tensor's value while building (a scale from the initial weights): it cannot build on the meta device."""
+
+    def __init__(self, vocab_size, n_fac=42, n_hidden=256):
+        super().__init__(vocab_size, n_fac, n_hidden)
+        self.scale = float(self.l_out.weight.abs().max().item())
+
+
+class NumpyBuffer(CharRnn):
+    """A buffer made with torch.from_numpy: it stays on the CPU when zoo builds the model on the meta device."""
+
+    def __init__(self, vocab_size, n_fac=42, n_hidden=256):
+        super().__init__(vocab_size, n_fac, n_hidden)
+        self.register_buffer("prior", torch.from_numpy(numpy.zeros(vocab_size, dtype="float32")))

@@ -47,6 +47,7 @@ CHECKS: tuple[str, ...] = (
     "spec",
     "listing",
     "build",
+    "meta",
     "forward",
     "step",
     "train_step",
@@ -64,6 +65,8 @@ listing      `zoo list` and `zoo info` find the model without importing torch (a
              loads only the model's plugin; skipped for plugins registered in process)
 build        the builder makes a torch.nn.Module on the CPU with float parameters; the same seed
              gives the same weights
+meta         the builder also builds under `torch.device("meta")` (as zoo does first, to check a config's
+             sizes before allocating anything), every tensor on the meta device and shaped as in a real build
 forward      forward(x) on x [batch, length] gives finite logits [batch, vocab] ("next" targets)
              or [batch, length, vocab] ("every" targets, "streams"), for batches of 3 and 1; a
              stateful model's forward(x, state) returns (logits, state)
@@ -82,8 +85,9 @@ strict_load  loading rejects a tensor of the wrong shape and a missing tensor, n
 sampling     seeded sampling (zoo's sampler, 2 samples at once) is deterministic and yields only
              characters of the vocabulary, never the padding
 num_params   the spec's num_params is the parameter count at the default hyper-parameters and the
-             default dataset's vocabulary (skipped when the spec declares none, or the dataset is not
-             available offline and no vocab_size is given)
+             default dataset's vocabulary; when it is missing or wrong, the failure gives the exact
+             `num_params=N` to write in the spec (skipped only when the dataset is not available
+             offline and no vocab_size is given)
 cli          through the `zoo` command (click's CliRunner): `zoo info`, `zoo train --epochs 1` on a
              tiny text with the tiny hyper-parameters, `zoo eval`, and `zoo sample --seed` twice
 
@@ -222,6 +226,20 @@ def _tensors(state: Any) -> list[Any]:
     if isinstance(state, tuple):
         return [t for s in state for t in _tensors(s)]
     return [state]
+
+
+def _plugin_file(plugin_name: str) -> str:
+    """Where the plugin that registered a spec is defined: its module's file, for a message that says what to edit."""
+    import inspect
+
+    from zoo.plugins import host
+
+    plugin = host().pm.get_plugin(plugin_name)
+    try:
+        path = inspect.getsourcefile(plugin if inspect.ismodule(plugin) or inspect.isclass(plugin) else type(plugin))
+    except TypeError:  # not registered, or defined in no file
+        path = None
+    return path or f"the plugin {plugin_name!r}"
 
 
 class _Checker:
@@ -381,6 +399,38 @@ class _Checker:
         for key, value in model.state_dict().items():
             if key not in again or not torch.equal(value, again[key]):
                 _fail(f"two builds with the same torch seed differ in {key}: initialise with torch's RNG so --seed reproduces a run")
+
+    def check_meta(self) -> None:
+        import torch
+
+        from zoo.checkpoint import state_shapes
+        from zoo.errors import first_line
+        from zoo.model import import_builder
+
+        real = state_shapes(self.build())
+        import_builder(self.spec)  # as zoo does: the builder's module is imported outside the meta device
+        try:
+            with torch.device("meta"):
+                shell = self.build()
+        except Exception as exc:  # whatever the builder raises there, the remedy is the same
+            reason = str(exc) if isinstance(exc, ContractError) else first_line(exc)
+            _fail(
+                f"the builder cannot build the model on torch.device('meta') ({reason}); zoo builds there first "
+                "to check a config's sizes before allocating: make every tensor with torch's factory functions "
+                "(torch.zeros, torch.randn, nn layers: they follow the device) and read no tensor's value in __init__ "
+                "(no .item(), int(tensor) or if on a tensor)"
+            )
+        stray = [k for k, t in shell.state_dict(keep_vars=True).items() if not t.is_meta]
+        if stray:
+            _fail(
+                f"built under torch.device('meta'), {', '.join(stray)} is still on the CPU: make it with torch's factory "
+                "functions inside __init__ (not torch.from_numpy, .to('cpu'), or a tensor made at import time)"
+            )
+        shapes = state_shapes(shell)
+        if shapes != real:
+            keys = sorted(set(shapes) | set(real))
+            wrong = [f"{k}: {shapes.get(k)} on meta, {real.get(k)} for real" for k in keys if shapes.get(k) != real.get(k)]
+            _fail(f"the model built on torch.device('meta') differs from a real build: {'; '.join(wrong)}")
 
     def check_forward(self) -> None:
         import torch
@@ -597,23 +647,30 @@ class _Checker:
                 _fail(f"the sample has characters outside the vocabulary or the padding: {text!r}")
 
     def check_num_params(self) -> None:
-        from zoo import registry
-        from zoo.data.vocab import Vocab
         from zoo.model import count_params
 
         s = self.spec
-        if s.num_params is None:
-            raise _Skip("the spec declares no num_params")
-        v = self.vocab_size
-        if v is None:
-            source = registry.get().datasets.get(s.dataset)
-            cached = getattr(source, "cached_path", None)
-            if source is None or (callable(cached) and not cached().exists()):
-                raise _Skip(f"dataset {s.dataset!r} is not available offline; pass vocab_size= to check num_params")
-            v = len(Vocab.from_text(source.read_text()))
+        v = self.vocab_size or self._dataset_vocab_size()
         n = count_params(self.build(hparams=dict(s.hparams), vocab_size=v))
-        if n != s.num_params:
-            _fail(f"the spec says num_params={s.num_params:,}, but the model has {n:,} at its default hyper-parameters and vocabulary {v}")
+        if s.num_params == n:
+            return
+        where = f"the ModelSpec of {s.name!r} in {_plugin_file(s.plugin)}"
+        if s.num_params is None:
+            _fail(f"the spec declares no num_params: add num_params={n} to {where} "
+                  f"(the count at its default hyper-parameters and vocabulary {v}; `zoo list` shows it)")  # fmt: skip
+        _fail(f"the spec says num_params={s.num_params:,}, but the model has {n:,} at its default hyper-parameters and "
+              f"vocabulary {v}: change it to num_params={n} in {where}")  # fmt: skip
+
+    def _dataset_vocab_size(self) -> int:
+        """The vocabulary size of the spec's dataset, read only where it needs no network."""
+        from zoo import registry
+        from zoo.data.vocab import Vocab
+
+        source = registry.get().datasets.get(self.spec.dataset)
+        cached = getattr(source, "cached_path", None)
+        if source is None or (callable(cached) and not cached().exists()):
+            raise _Skip(f"dataset {self.spec.dataset!r} is not available offline; pass vocab_size= to check num_params")
+        return len(Vocab.from_text(source.read_text()))
 
     def check_cli(self) -> None:
         from click.testing import CliRunner

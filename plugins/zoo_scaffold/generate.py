@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import types
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -39,14 +40,47 @@ def check_name(name: str) -> None:
 
 
 def render(name: str) -> dict[str, str]:
-    """{relative path: text} of the package for plugin `name`."""
+    """{relative path: text} of the package for plugin `name`, its spec's num_params counted from its model."""
     package = "zoo_" + name.replace("-", "_")
     values = {"name": name, "dist": f"zoo-{name}", "package": package, "zoo_version": __version__, "zoo_distribution": DISTRIBUTION}
+    draft = _substitute({**values, "num_params": "None"})
+    num_params = count_template_params(draft[f"{package}/__init__.py"], draft[f"{package}/model.py"], package)
+    return _substitute({**values, "num_params": str(num_params)})
+
+
+def _substitute(values: dict[str, str]) -> dict[str, str]:
     templates = resources.files("zoo_scaffold") / "templates"
     return {
-        path.format(package=package): Template((templates / tmpl).read_text(encoding="utf-8")).substitute(values)
+        path.format(package=values["package"]): Template((templates / tmpl).read_text(encoding="utf-8")).substitute(values)
         for tmpl, path in FILES.items()
     }
+
+
+def count_template_params(plugin_source: str, model_source: str, package: str) -> int:
+    """The parameter count of the generated model at its spec's defaults and the spec's dataset's vocabulary.
+
+    Both sources are zoo's own templates, rendered: run here as the modules they will be once installed. The model
+    is built on the meta device, so counting allocates nothing.
+    """
+    import torch
+
+    from zoo import registry
+    from zoo.data.vocab import Vocab
+    from zoo.model import count_params
+
+    plugin = _module_from(plugin_source, package)
+    spec = plugin.SPEC
+    builder = getattr(_module_from(model_source, f"{package}.model"), spec.builder.partition(":")[2])
+    vocab_size = len(Vocab.from_text(registry.get().datasets[spec.dataset].read_text()))
+    with torch.device("meta"):
+        return count_params(builder(vocab_size=vocab_size, **spec.hparams))
+
+
+def _module_from(source: str, name: str) -> types.ModuleType:
+    """A module run from `source` without entering sys.modules (the package is not installed yet)."""
+    module = types.ModuleType(name)
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)
+    return module
 
 
 def generate(name: str, parent: Path) -> tuple[Path, list[Path]]:
