@@ -156,18 +156,22 @@ def test_listing_check_fails_for_a_plugin_that_imports_torch(monkeypatch, tmp_pa
 
 def test_check_model_runs_every_check_by_default(zoo_plugin, tmp_path):
     """In process, the listing check (a subprocess finds plugins through entry points) is skipped; all else runs."""
-    zoo_plugin(_Plugin(_spec("kit-good", num_params=None)), name="kit-good")
+    from zoo.data.sources import PydocTopics
+    from zoo.data.vocab import Vocab
+    from zoo.model import build, count_params
+
+    counted = count_params(build(_spec("kit-good"), len(Vocab.from_text(PydocTopics().read_text()))))
+    zoo_plugin(_Plugin(_spec("kit-good", num_params=counted)), name="kit-good")
     results = check_model("kit-good", workdir=tmp_path)
     assert list(results) == list(CHECKS)
     assert results["listing"].startswith("skipped: plugin 'kit-good' is registered in process")
-    assert results["num_params"] == "skipped: the spec declares no num_params"
-    assert {results[c] for c in CHECKS if c not in ("listing", "num_params")} == {"ok"}
+    assert {results[c] for c in CHECKS if c != "listing"} == {"ok"}
     assert (tmp_path / "run" / "model.safetensors").is_file()  # the cli check trained in the workdir
 
 
 def test_check_model_skips_a_test_whose_checks_all_do_not_apply(zoo_plugin):
-    zoo_plugin(_Plugin(_spec("kit-nothing-to-check")))
-    with pytest.raises(pytest.skip.Exception, match="num_params: the spec declares no num_params"):
+    zoo_plugin(_Plugin(_spec("kit-nothing-to-check", dataset="nietzsche")))  # not downloaded in the tests' cache
+    with pytest.raises(pytest.skip.Exception, match="num_params: dataset 'nietzsche' is not available offline"):
         check_model("kit-nothing-to-check", checks=["num_params"])
 
 
@@ -332,8 +336,8 @@ def test_generated_plugin_is_listed_by_zoo(kit):
 
 def test_generated_plugin_passes_its_own_tests(own_tests):
     out = own_tests["generated"]
-    assert _summary(out) == "12 passed, 1 skipped", out  # num_params is skipped: the template declares none
-    expected = {f"test_contract[{c}]" for c in CHECKS if c != "num_params"}
+    assert _summary(out) == "14 passed", out  # num_params too: the scaffold counted the template's parameters
+    expected = {f"test_contract[{c}]" for c in CHECKS}
     expected |= {"test_zoo_lists_the_model_of_this_plugin", "test_a_variant_registered_for_one_test"}
     assert _passed(out) == expected, out
 
@@ -382,7 +386,7 @@ def test_example_plugin_is_listed_by_zoo(kit):
 
 def test_example_plugin_passes_its_own_tests(own_tests):
     out = own_tests["example"]
-    assert _summary(out) == "14 passed", out
+    assert _summary(out) == "15 passed", out
     expected = {f"test_contract[{c}]" for c in CHECKS}  # num_params too: the test passes the vocabulary size
     expected |= {
         "test_zoo_lists_the_model_with_this_plugin",
