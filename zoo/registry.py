@@ -28,7 +28,7 @@ class Registry:
     owners: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)  # (kind, name) -> (plugin, zoo's own?)
     weights: dict[str, published.PublishedWeights] = field(default_factory=dict)  # what plugins pin (zoo_register_weights)
     pin_clashes: dict[str, str] = field(default_factory=dict)  # a model two plugins pin -> why neither pin is used
-    warned_pins: set[str] = field(default_factory=set)  # clashes with zoo's own registry.toml, said once
+    warned_pins: set[str] = field(default_factory=set)  # pin clashes already said in a warning
     warned: bool = False
 
 
@@ -135,8 +135,7 @@ def _pin(reg: Registry, name: str, entry: published.PublishedWeights) -> None:
     if other is None:
         reg.weights[name] = entry
         return
-    reg.pin_clashes[name] = _pin_clash(name, other.origin, entry.origin)
-    reg.conflicts.append(reg.pin_clashes[name])
+    reg.pin_clashes[name] = _pin_clash(name, other.origin, entry.origin)  # said by published_weights/published_entry
 
 
 def get() -> Registry:
@@ -227,7 +226,7 @@ def published_weights(path: Path | None = None) -> dict[str, published.Published
     own = published.load(path)
     clashes = _clashes(reg, own, path or published.default_path())
     for name, why in clashes.items():
-        if name not in reg.pin_clashes and why not in reg.warned_pins:  # pin_clashes were said with the conflicts
+        if why not in reg.warned_pins:  # once per process: listing may merge more than once
             reg.warned_pins.add(why)
             warn(why)
     merged = {**own, **reg.weights}
