@@ -23,7 +23,7 @@ from zoo import plugins as zoo_plugins
 from zoo import registry
 from zoo.errors import ZooError
 
-PLUGIN = '''
+PLUGIN = """
 from pathlib import Path
 
 import zoo
@@ -48,7 +48,7 @@ def zoo_register_datasets(register):
 def zoo_register_weights(register):
     if (HERE / "pins.toml").exists():
         register(HERE / "pins.toml")
-'''
+"""
 PUBLISHED = ("model.safetensors", "config.json", "training.json", "README.md")
 
 

@@ -225,7 +225,7 @@ def published_weights(path: Path | None = None) -> dict[str, published.Published
     reg = _checked()
     own = published.load(path)
     clashes = _clashes(reg, own, path or published.default_path())
-    for name, why in clashes.items():
+    for why in clashes.values():
         if why not in reg.warned_pins:  # once per process: listing may merge more than once
             reg.warned_pins.add(why)
             warn(why)
