@@ -19,6 +19,7 @@ __all__ = [
     "DISTRIBUTION",
     "Batching",
     "DatasetInfo",
+    "FileDataset",
     "ModelSpec",
     "Reference",
     "Stage",
@@ -31,7 +32,8 @@ __all__ = [
     "train",
 ]
 
-_LAZY = {"train": "zoo.api", "load": "zoo.api", "evaluate": "zoo.api", "list_models": "zoo.registry"}
+# FileDataset lives in the data layer (below the api, above this module); it imports no torch
+_LAZY = {"FileDataset": "zoo.data.sources", "train": "zoo.api", "load": "zoo.api", "evaluate": "zoo.api", "list_models": "zoo.registry"}
 
 
 def __getattr__(name: str) -> Any:

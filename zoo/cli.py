@@ -139,9 +139,9 @@ def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(pattern: str | None, tag: str | None, pretrained: bool, as_json: bool) -> None:
     """List registered models; PATTERN is a shell wildcard such as 'char-*'."""
-    from zoo import published, registry
+    from zoo import registry
 
-    weights = published.load()
+    weights = registry.published_weights()  # zoo's registry.toml and the plugins' pins
     specs = registry.list_models(pattern, tag)
     if pretrained:
         specs = [s for s in specs if s.name in weights]
@@ -208,7 +208,7 @@ def _trained_with(w: PublishedWeights) -> str | None:
 @click.argument("name", shell_complete=_complete_model)
 def info(name: str) -> None:
     """Everything zoo knows about one model, NAME, or about the run in a run directory."""
-    from zoo import published, registry, rundir
+    from zoo import registry, rundir
 
     path = Path(name).expanduser()
     if rundir.has_config(path):
@@ -217,7 +217,7 @@ def info(name: str) -> None:
     if path.is_dir() and registry.find_model(name) is None:
         raise ZooError(f"{path}: no config.json here; is this a zoo run directory?")
     s = registry.get_model(name)
-    w = published.load().get(s.name)
+    w = registry.published_entry(s.name)
     fields = [
         ("plugin", s.plugin),
         ("task", s.task),
@@ -572,7 +572,8 @@ def _check_loads(folder: Path) -> None:
 @click.argument("pattern", default="*")
 @click.option("--token", help="A Hub token with write access (default: HF_TOKEN).")
 def publish(pattern: str, token: str | None) -> None:
-    """Maintainers: push each bundled model matching PATTERN to its repo and pin the revision in registry.toml."""
+    """Maintainers: push each bundled model matching PATTERN to its repo and pin the revision in registry.toml
+    (a plugin's model: in the TOML file of pins that the plugin registered)."""
     from zoo import publish as upload
 
     for name, url in upload.publish(pattern, token=token):

@@ -32,6 +32,13 @@ def zoo_register_tasks(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def zoo_register_weights(register: Callable[[Any], None]) -> None:
+    """Call `register(pins)` with the path of a TOML file in registry.toml's schema (docs/registry.md), or such a
+    table already parsed: the plugin's published weights, pinned by sha256, merged with zoo's own. `zoo publish`
+    pins a revision in that file (a parsed table has none to write to)."""
+
+
+@hookspec
 def zoo_register_commands(cli: Any) -> None:
     """Add commands to the `zoo` click group: `@cli.command()`."""
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoo import published, rundir
+from zoo import published, registry, rundir
 from zoo.errors import ZooError, first_line, warn
 from zoo.fileio import sha256_file
 
@@ -302,17 +302,15 @@ def _timed_out(deadline: _Deadline, what: str) -> ZooError:
 
 def _target(name: str, revision: str | None) -> tuple[str, str | None, list[str], str, published.PublishedWeights | None]:
     """What to pull for `name`: the repository, revision, file patterns, how to name it in messages, its entry."""
-    entry = published.load().get(name)
+    entry = registry.published_entry(name)  # zoo's registry.toml or a plugin's pins
     if entry is None and "/" not in name:
-        from zoo import registry
-
         spec = registry.get_model(name)  # unknown names: "did you mean"
         raise ZooError(f"no published weights for {spec.name!r} in registry.toml; pull OWNER/NAME for any zoo repository")
     if entry is None:
         return name, revision, list(rundir.PUBLISHED_FILES), name, None
     rev = revision or entry.revision
     if rev is None:
-        raise ZooError(f"{name} is not yet published on the Hub (registry.toml pins no revision); its bundled weights need no pull")
+        raise ZooError(f"{name} is not yet published on the Hub ({entry.origin} pins no revision); its bundled weights need no pull")
     return entry.repo, rev, list(entry.files), f"{name} ({entry.repo}@{rev[:12]})", entry
 
 
@@ -461,7 +459,7 @@ def _check_hashes(folder: Path, entry: published.PublishedWeights | None, revisi
     bad = published.mismatched_files(folder, pinned) if pinned is not None else mismatched_advertised(folder)
     if bad:
         _remove_cached(folder, bad)
-        against = "the sha256 check against registry.toml" if pinned is not None else "the check against the hash the Hub advertised"
+        against = f"the sha256 check against {pinned.origin}" if pinned is not None else "the check against the hash the Hub advertised"
         raise TamperedFiles(f"{what}: {', '.join(bad)} failed {against} and were deleted")
 
 
@@ -507,7 +505,7 @@ def pull(
 
 def find_weights(name: str) -> tuple[Path, str] | None:
     """Weights for a model name, offline: pulled ones in the Hub cache, else the bundled copy."""
-    entry = published.load().get(name)
+    entry = registry.published_entry(name)
     if entry is None:
         if "/" in name:
             try:
@@ -528,6 +526,7 @@ def find_weights(name: str) -> tuple[Path, str] | None:
     if bundled is not None:
         bad = published.mismatched_files(bundled, entry)
         if bad:
-            raise ZooError(f"the bundled weights of {name} in {bundled} fail the sha256 check ({', '.join(bad)}); reinstall lesson6-zoo")
+            reinstall = f"the plugin {entry.plugin!r}" if entry.plugin else "lesson6-zoo"
+            raise ZooError(f"the bundled weights of {name} in {bundled} fail the sha256 check ({', '.join(bad)}); reinstall {reinstall}")
         return bundled, "bundled"
     return None

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo import DISTRIBUTION, pipeline, published, rundir
+from zoo import DISTRIBUTION, pipeline, published, registry, rundir
 from zoo.api import LoadedModel, TrainedModel, load
 from zoo.card import MARKER, render, stopped_text
 from zoo.errors import ZooError, warn
@@ -244,7 +244,7 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def _is_bundled(model_dir: Path) -> bool:
-    return any(published.bundled_path(e) == model_dir for e in published.load().values())
+    return any(published.bundled_path(e) == model_dir for e in registry.published_weights().values())
 
 
 def push(
@@ -301,22 +301,29 @@ def _upload(api: Any, staging: Path, repo_id: str, private: bool, branch: str | 
 
 
 def publish(pattern: str = "*", *, token: str | None = None, registry_path: Path | None = None) -> list[tuple[str, str]]:
-    """Maintainers: push each bundled model to its repo and pin the new revision in registry.toml."""
+    """Maintainers: push each bundled model to its repo and pin the new revision where it is pinned: zoo's own in
+    registry.toml (`registry_path`, else ZOO_REGISTRY, else zoo's), a plugin's in the TOML file it registered."""
     import fnmatch
 
     done = []
-    entries = {name: e for name, e in sorted(published.load(registry_path).items()) if fnmatch.fnmatchcase(name, pattern)}
+    pinned = registry.published_weights(registry_path).items()
+    entries = {name: e for name, e in pinned if fnmatch.fnmatchcase(name, pattern)}
     if not entries:
         raise ZooError(f"no published weights match {pattern!r} in registry.toml; see `zoo list --pretrained`")
     for name, entry in entries.items():
+        if entry.plugin is not None and entry.pin_file is None:  # checked first: nothing is pushed that cannot be pinned
+            raise ZooError(
+                f"{name}: plugin {entry.plugin!r} registered its pins as a table, so zoo publish has no file to pin the "
+                "revision in; register the path of its TOML file instead"
+            )
         folder = published.bundled_path(entry)
         if folder is None:
             warn(f"{name}: no bundled copy to publish; skipped")
             continue
         bad = published.mismatched_files(folder, entry)
         if bad:
-            raise ZooError(f"{name}: the bundled {', '.join(bad)} do not match registry.toml; refusing to publish")
+            raise ZooError(f"{name}: the bundled {', '.join(bad)} do not match {entry.origin}; refusing to publish")
         url, oid = push(folder, entry.repo, token=token, message=f"zoo publish {name}", license=entry.license)
-        published.set_revision(name, oid, registry_path)
+        published.set_revision(name, oid, entry.pin_file or registry_path)
         done.append((name, url))
     return done

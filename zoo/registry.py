@@ -1,4 +1,4 @@
-"""The models, datasets and tasks that loaded plugins registered, looked up by name or wildcard.
+"""The models, datasets, tasks and pinned weights that loaded plugins registered, looked up by name or wildcard.
 
 Collected once per plugin host and generation (a plugin registered or removed in process makes a new one), so
 nothing below has to tell this module to forget.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from zoo import published
 from zoo.data.sources import lookup
 from zoo.errors import ZooError, did_you_mean, warn
 from zoo.plugins import PluginHost, host
@@ -24,6 +26,9 @@ class Registry:
     conflicts: list[str] = field(default_factory=list)  # one line each, for `zoo plugins` and a warning
     ambiguous: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) two plugins claim -> why refused
     owners: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)  # (kind, name) -> (plugin, zoo's own?)
+    weights: dict[str, published.PublishedWeights] = field(default_factory=dict)  # what plugins pin (zoo_register_weights)
+    pin_clashes: dict[str, str] = field(default_factory=dict)  # a model two plugins pin -> why neither pin is used
+    warned_pins: set[str] = field(default_factory=set)  # pin clashes already said in a warning
     warned: bool = False
 
 
@@ -100,10 +105,37 @@ def _collect(h: PluginHost) -> Registry:
 
         return register
 
+    def weights_register(plugin_name: str):
+        def register(pins: Any) -> None:
+            for name, entry in published.plugin_pins(pins, plugin_name).items():  # all validated before any is kept
+                _pin(reg, name, entry)
+
+        return register
+
     h.call_each("zoo_register_tasks", register=task_register)
     h.call_each("zoo_register_models", register=model_register)
     h.call_each("zoo_register_datasets", register=dataset_register)
+    h.call_each("zoo_register_weights", register=weights_register)
     return reg
+
+
+def _pin_clash(name: str, first: str, second: str) -> str:
+    return (
+        f"the weights of {name!r} are pinned twice, in {first} and in {second}; neither pin is used: remove one "
+        "(or disable one plugin with ZOO_DISABLE_PLUGINS)"
+    )
+
+
+def _pin(reg: Registry, name: str, entry: published.PublishedWeights) -> None:
+    """Keep a plugin's pin for `name`, unless another plugin pins it too: then neither (a pin decides which bytes
+    are trusted, so no order of loading may pick one)."""
+    if name in reg.pin_clashes:
+        return
+    other = reg.weights.pop(name, None)
+    if other is None:
+        reg.weights[name] = entry
+        return
+    reg.pin_clashes[name] = _pin_clash(name, other.origin, entry.origin)  # said by published_weights/published_entry
 
 
 def get() -> Registry:
@@ -174,3 +206,38 @@ def get_task(name: str) -> TaskSpec:
     if name not in tasks:
         raise ZooError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))}); is the plugin that provides it installed?")
     return tasks[name]
+
+
+def _clashes(reg: Registry, own: dict[str, published.PublishedWeights], origin: Path) -> dict[str, str]:
+    """Every model whose weights are pinned twice (by two plugins, or by zoo's registry.toml and a plugin) -> why."""
+    clashes = dict(reg.pin_clashes)
+    for name in sorted(own.keys() & reg.weights.keys()):
+        clashes[name] = _pin_clash(name, str(origin), reg.weights[name].origin)
+    return clashes
+
+
+def published_weights(path: Path | None = None) -> dict[str, published.PublishedWeights]:
+    """The weights zoo publishes (its registry.toml: ZOO_REGISTRY or `path`) and those that plugins pin, merged.
+
+    A model pinned twice is left out, with one warning (`published_entry` refuses it by name); every other pin
+    stands. ZOO_REGISTRY replaces zoo's own file only: the plugins' pins are merged with whichever file it is.
+    """
+    reg = _checked()
+    own = published.load(path)
+    clashes = _clashes(reg, own, path or published.default_path())
+    for why in clashes.values():
+        if why not in reg.warned_pins:  # once per process: listing may merge more than once
+            reg.warned_pins.add(why)
+            warn(why)
+    merged = {**own, **reg.weights}
+    return {name: entry for name, entry in sorted(merged.items()) if name not in clashes}
+
+
+def published_entry(name: str, path: Path | None = None) -> published.PublishedWeights | None:
+    """The pinned weights of model `name` (zoo's or a plugin's), None if none; a model pinned twice is an error."""
+    reg = _checked()
+    own = published.load(path)
+    why = _clashes(reg, own, path or published.default_path()).get(name)
+    if why is not None:
+        raise ZooError(why)
+    return own.get(name) or reg.weights.get(name)

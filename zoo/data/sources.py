@@ -12,6 +12,7 @@ import base64
 import hashlib
 import http.client
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.parse
@@ -138,6 +139,49 @@ class FileText:
 
     def read_text(self) -> str:
         return decode_text(read_corpus(Path(self.path)), str(self.path))
+
+
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class FileDataset:
+    """A plugin's corpus in a local file (e.g. one shipped inside its package), registered under `name`.
+
+    config.json records the `name`, never the path (so a pushed copy evaluates wherever the plugin is installed), and
+    run.json the text's sha256. The file is read like every corpus: a regular file of at most `max_corpus_bytes()`,
+    UTF-8 without NUL. `sha256`, when given, pins the file's bytes: another file under that path is refused.
+    """
+
+    name: str
+    path: Path
+    summary: str
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        # the name goes into config.json and the Hub card, and is what `--data NAME` resolves: no path, no spaces
+        if not isinstance(self.name, str) or not _DATASET_NAME.fullmatch(self.name):
+            raise ZooError(f"FileDataset name {self.name!r}: use letters, digits, '_', '.' and '-' (at most 64), no path")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", str(self.sha256)):
+            raise ZooError(f"FileDataset {self.name!r}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+
+    def read_text(self) -> str:
+        path = Path(self.path).expanduser()
+        raw = read_corpus(path)
+        if self.sha256 is not None and hashlib.sha256(raw).hexdigest() != self.sha256:
+            raise ZooError(f"dataset {self.name!r}: {path} is not the file its plugin pins (sha256 differs); reinstall the plugin")
+        return decode_text(raw, f"dataset {self.name!r} ({path})")
+
+
+def recorded_data(source: Any, datasets: dict[str, Any]) -> str:
+    """What config.json records as a run's data: a registered dataset by its name, whatever else it carries (a
+    `path`, its type); only a text file given as `--data PATH` by that file's absolute path."""
+    name = getattr(source, "name", None)
+    if isinstance(name, str) and datasets.get(name) is source:
+        return name
+    if isinstance(source, FileText):
+        return str(Path(source.path).resolve())
+    return str(name)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import nn
 from zoo import checks, cudagraph, registry
 from zoo.checkpoint import tag_vocab
 from zoo.data.batching import SPLITS, make_batches
-from zoo.data.sources import FileText, resolve
+from zoo.data.sources import recorded_data, resolve
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError, ZooWarning
 from zoo.model import build
@@ -163,8 +163,7 @@ class CharLMTask(Task):
         source = resolve(data, spec.dataset, datasets)
         text = source.read_text()
         vocab = Vocab.from_text(text)
-        # a file is recorded by its path; a registered corpus by its name
-        data_id = str(Path(source.path).resolve()) if isinstance(source, FileText) else source.name
+        data_id = recorded_data(source, datasets)  # a registered corpus by its name; a file by its path
         config = {"val_frac": plan.val_frac, "batching": dataclasses.asdict(spec.batching), "vocab": vocab.chars}
         detail = CharData(text, vocab)
         make = functools.partial(detail.batches, spec.batching, plan.batch_size, plan.split, plan.val_frac)
