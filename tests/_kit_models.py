@@ -10,7 +10,7 @@ import random
 
 import torch
 from torch import nn
-from zoo_lesson6.models import CharRnn
+from zoo_lesson6.models import CharRnn, CharSeqRnn
 
 
 class StepIgnoresInput(CharRnn):
@@ -91,3 +91,23 @@ class FusedLossWrong(CharRnn):
     def forward(self, x, targets=None):
         out = super().forward(x, targets)
         return out * 1.1 if targets is not None else out
+
+
+class TimeMajorLogits(CharSeqRnn):
+    """Predicts every position, but returns nn.Transformer's default layout [length, batch, V] (and no fused loss,
+    so the trainer's reshape would take it silently)."""
+
+    fused_loss = False
+
+    def forward(self, x):
+        return super().forward(x).transpose(0, 1)
+
+
+class StatefulLogitsOnly(CharRnn):
+    """Declares itself stateful, but forward(x, state) returns the logits alone, not (logits, new_state)."""
+
+    stateful = True
+    fused_loss = False
+
+    def forward(self, x, state=None):
+        return super().forward(x)
