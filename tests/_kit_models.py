@@ -11,7 +11,7 @@ import random
 import numpy
 import torch
 from torch import nn
-from zoo_lesson6.models import CharRnn
+from zoo_lesson6.models import CharRnn, CharSeqRnn
 
 
 class StepIgnoresInput(CharRnn):
@@ -108,3 +108,23 @@ class NumpyBuffer(CharRnn):
     def __init__(self, vocab_size, n_fac=42, n_hidden=256):
         super().__init__(vocab_size, n_fac, n_hidden)
         self.register_buffer("prior", torch.from_numpy(numpy.zeros(vocab_size, dtype="float32")))
+
+
+class TimeMajorLogits(CharSeqRnn):
+    """Predicts every position, but returns nn.Transformer's default layout [length, batch, V] (and no fused loss,
+    so the trainer's reshape would take it silently)."""
+
+    fused_loss = False
+
+    def forward(self, x):
+        return super().forward(x).transpose(0, 1)
+
+
+class StatefulLogitsOnly(CharRnn):
+    """Declares itself stateful, but forward(x, state) returns the logits alone, not (logits, new_state)."""
+
+    stateful = True
+    fused_loss = False
+
+    def forward(self, x, state=None):
+        return super().forward(x)

@@ -226,6 +226,7 @@ def info(name: str) -> None:
         ("dataset", s.dataset),
         ("tags", ", ".join(s.tags) or "-"),
         ("hyper-parameters", ", ".join(f"{k}={v}" for k, v in s.hparams.items()) or "-"),
+        ("test settings", ", ".join(f"{k}={v}" for k, v in s.tiny.items()) + " (tiny: what zoo.testing builds)" if s.tiny else "-"),
         ("batching", s.batching.describe() if s.task == "char-lm" else "rows of a table"),
         *([("training options", ", ".join(f"{k}={v!r}" for k, v in s.train_options.items()))] if s.train_options else []),
         ("validation split", s.split),

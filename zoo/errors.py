@@ -49,7 +49,7 @@ def warn(message: str) -> None:
     print(f"zoo: warning: {printable(message)}", file=sys.stderr)
 
 
-def did_you_mean(name: str, names: list[str]) -> str:
-    """ " (did you mean a or b?)" for the names close to `name`, or ""."""
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+def did_you_mean(name: str, names: list[str], cutoff: float = 0.5) -> str:
+    """ " (did you mean a or b?)" for the names close to `name` (difflib's ratio at least `cutoff`), or ""."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=cutoff)
     return f" (did you mean {' or '.join(close)}?)" if close else ""

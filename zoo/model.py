@@ -21,13 +21,14 @@ carry their state across batches) comes from the batching scheme saved in config
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, did_you_mean
 from zoo.spec import ModelSpec
 
 State = Any  # a tensor (or tuple of tensors) whose first dimension is the batch
@@ -72,6 +73,27 @@ def import_object(ref: str, owner: str, what: str) -> Any:
 
 def import_builder(spec: ModelSpec) -> Any:
     return import_object(spec.builder, f"model {spec.name!r}", "builder")
+
+
+def check_builder_params(spec: ModelSpec, builder: Any) -> None:
+    """Refuse a spec whose hyper-parameter names are not parameters of its builder (a typo, an argument renamed
+    in the model but not in the spec), naming the spec and what the builder takes; a builder with **kwargs takes
+    any name. Checked where the builder is imported anyway (training, the kit): reading it when a plugin
+    registers the spec would import torch and the model's code into `zoo list`."""
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return  # no signature to read (a builtin): the build says what is wrong
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    takes = [name for name, p in params.items() if p.kind in keywords]
+    unknown = [name for name in spec.hparams if name not in takes]
+    if unknown:
+        raise ZooError(
+            f"model {spec.name!r}: its spec's hyper-parameter {unknown[0]!r}{did_you_mean(unknown[0], takes)} is not a "
+            f"parameter of its builder {spec.builder} (it takes: {', '.join(takes) or 'nothing'}); rename it in the spec or the builder"
+        )
 
 
 def build(spec: ModelSpec, vocab_size: int | None, hparams: dict[str, Any] | None = None, **data: Any) -> nn.Module:

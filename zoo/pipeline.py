@@ -26,7 +26,7 @@ from torch import nn
 from zoo import __version__, distributed, registry, rundir, runlock, tasks
 from zoo.checkpoint import check_fit, load_checkpoint, load_weights, read_header, save_weights
 from zoo.errors import ZooError, first_line, printable
-from zoo.model import count_params, import_builder, import_object, parse_overrides
+from zoo.model import check_builder_params, count_params, import_builder, import_object, parse_overrides
 from zoo.options import TrainOptions, epoch_lrs, extend_lrs, record_lrs, recorded_lrs, recorded_options
 from zoo.plugins import host
 from zoo.runtime import device_note, resolve_amp, resolve_device, resumed_amp
@@ -263,6 +263,7 @@ def _plan(spec: ModelSpec, task: Task, opts: TrainOptions) -> Plan:
     train_options = check_train_options(spec, opts.train_options)
     if spec.optimizer not in OPTIMIZERS:  # before any file is written
         raise ZooError(f"{spec.name}: unknown optimizer {spec.optimizer!r} in its spec (known: {', '.join(OPTIMIZERS)})")
+    check_builder_params(spec, import_builder(spec))  # a spec's misnamed hyper-parameter, before the data is read
     hparams = parse_overrides(spec, list(opts.overrides))
     lrs = epoch_lrs(spec, opts.epochs, opts.lr)
     batch_size = spec.batch_size if opts.batch_size is None else opts.batch_size
@@ -294,6 +295,7 @@ def _new_run(opts: TrainOptions) -> TrainedModel:
     options["amp"] = amp = resolve_amp(opts.amp, model, dev)
     task.check_model(model, spec, dev, opts, d.enabled)  # refused before the run's folder is written
     prepared.batches()
+    task.check_output(model, spec, prepared, dev)  # one small batch through the model: its output's shape, before any file
     if d.main:
         rundir.start(out_dir, config, run_record(spec, options, dev, prepared.sha256))
     ctx = FitContext(

@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from zoo import DISTRIBUTION, hookspecs
-from zoo.errors import first_line, warn
+from zoo.errors import did_you_mean, first_line, warn
 
 ENTRY_POINT_GROUP = "zoo"
 BUILTIN_DISTRIBUTION = DISTRIBUTION  # zoo's own plugins come with it: their names (models, datasets, commands) stand
@@ -83,7 +83,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
-                self.pm.check_pending()  # a misspelled zoo_* hook is an error, not silence
+                self.check_hooks()  # a misspelled zoo_* hook is an error, not silence
             except (Exception, SystemExit) as exc:  # a broken plugin (even one that calls sys.exit) must not take zoo down
                 if self.pm.is_registered(self.pm.get_plugin(ep.name)):
                     self.pm.unregister(name=ep.name)
@@ -100,7 +100,7 @@ class PluginHost:
         """Register an in-process plugin object (tests, notebooks)."""
         self.pm.register(plugin, name=name)
         try:
-            self.pm.check_pending()
+            self.check_hooks()
         except pluggy.PluginValidationError:
             self.pm.unregister(name=name)
             raise
@@ -111,6 +111,18 @@ class PluginHost:
         self.pm.unregister(name=name)
         self.infos.pop(name, None)
         self.generation += 1
+
+    def check_hooks(self) -> None:
+        """Refuse a hook implementation that no hook specification declares (a misspelt `zoo_*` name), as pluggy's
+        check_pending does, naming the plugin and the hook it probably meant."""
+        callers = {name: caller for name, caller in vars(self.pm.hook).items() if not name.startswith("_")}
+        known = sorted(name for name, caller in callers.items() if caller.has_spec())
+        for name, caller in callers.items():
+            for impl in [] if caller.has_spec() else caller.get_hookimpls():
+                if not impl.optionalhook:
+                    # the hooks share their long prefixes ("zoo_register_"): a low cutoff would offer all of them
+                    message = f"unknown hook {name!r} in plugin {impl.plugin_name!r}{did_you_mean(name, known, cutoff=0.85)}"
+                    raise pluggy.PluginValidationError(impl.plugin, message)
 
     def _hook_names(self, name: str) -> list[str]:
         plugin = self.pm.get_plugin(name)

@@ -60,7 +60,8 @@ CHECKS: tuple[str, ...] = (
 """Every check `check_model` runs, in order (docs/plugins.md has the same table):
 
 spec         the spec is consistent: `tiny` only overrides declared hyper-parameters, the builder
-             imports, the dataset is registered, the recipe and optimizer are ones zoo's trainer runs
+             imports and takes every hyper-parameter the spec names (or **kwargs), the dataset is
+             registered, the recipe and optimizer are ones zoo's trainer runs
 listing      `zoo list` and `zoo info` find the model without importing torch (a subprocess that
              loads only the model's plugin; skipped for plugins registered in process)
 build        the builder makes a torch.nn.Module on the CPU with float parameters; the same seed
@@ -287,10 +288,6 @@ class _Checker:
         y = torch.randint(1, v, (rows, self.length) if self.every else (rows,), generator=g)
         return x, y
 
-    def expected_shape(self, rows: int) -> tuple[int, ...]:
-        v = len(self.vocab)
-        return (rows, self.length, v) if self.every else (rows, v)
-
     @staticmethod
     def stateful(model: Any) -> bool:
         return bool(getattr(model, "stateful", False))
@@ -313,7 +310,7 @@ class _Checker:
     def check_spec(self) -> None:
         from zoo import registry
         from zoo.data.batching import SPLITS
-        from zoo.model import import_builder
+        from zoo.model import check_builder_params, import_builder
         from zoo.spec import OPTIMIZERS
 
         s = self.spec
@@ -323,7 +320,7 @@ class _Checker:
         if extra:
             _fail(f"tiny overrides {', '.join(extra)}, which hparams does not declare (declared: {', '.join(sorted(s.hparams)) or 'none'})")
         try:
-            import_builder(s)
+            check_builder_params(s, import_builder(s))
         except ZooError as exc:
             _fail(str(exc))
         datasets = registry.get().datasets
@@ -435,6 +432,8 @@ class _Checker:
     def check_forward(self) -> None:
         import torch
 
+        from zoo.tasks.charlm import STATEFUL_RESULT, logits_problem
+
         model = self.build().eval()
         for rows in (3, 1):
             x, _ = self.batch(rows)
@@ -443,20 +442,16 @@ class _Checker:
                     state = model.init_state(rows)
                     result = model(x, state)
                 if not (isinstance(result, tuple) and len(result) == 2):
-                    _fail("a stateful model's forward(x, state) must return (logits, new_state)")
+                    _fail(STATEFUL_RESULT)
                 out, new_state = result
                 shapes, new_shapes = [tuple(t.shape) for t in _tensors(state)], [tuple(t.shape) for t in _tensors(new_state)]
                 if new_shapes != shapes:
                     _fail(f"forward(x, state) changed the state's shapes from {shapes} to {new_shapes}")
             else:
                 out = self.forward(model, x)
-            if not isinstance(out, torch.Tensor):
-                _fail(f"forward returned {type(out).__name__}, not a tensor of logits")
-            want = self.expected_shape(rows)
-            if tuple(out.shape) != want:
-                targets = "every position" if self.every else "the next character only"
-                _fail(f"forward(x) on x of shape {tuple(x.shape)} gave {tuple(out.shape)}; batching {self.spec.batching} "
-                      f"has targets at {targets}, so logits must be {want}")  # fmt: skip
+            problem = logits_problem(out, tuple(x.shape), self.spec.batching, len(self.vocab))  # zoo train's rule too
+            if problem:
+                _fail(problem)
             if not out.dtype.is_floating_point or not torch.isfinite(out).all():
                 _fail("forward gave non-finite or non-float logits")
 

@@ -7,6 +7,8 @@ A task is registered as a `zoo.TaskSpec` (zoo's own in `zoo.spec.BUILTIN_TASKS`,
     prepare(spec, plan, data, datasets)     read and check the data: a `Prepared` (batches, config keys, id, sha256)
     build(spec, hparams, config)            a fresh model, sized from the data (a vocabulary, a table's columns)
     check_model(model, spec, device, ...)   refuse what this model cannot do (before any file is written)
+    check_output(model, spec, prepared, device)  refuse a model whose output on a first small batch is not what
+                                            the loss needs (its shape), in one line (before any file is written)
     run_options(plan)                       the task's own keys of run.json's "options"
 
 and while training (zoo.trainer), for every batch and epoch:
@@ -106,6 +108,11 @@ class Task:
 
     def check_model(self, model: nn.Module, spec: ModelSpec, device: torch.device, opts: Any, distributed: bool) -> None:
         """Refuse what this model cannot do with these options, before any file is written."""
+
+    def check_output(self, model: nn.Module, spec: ModelSpec, prepared: Prepared, device: torch.device) -> None:
+        """Refuse a model whose output on a few rows of the first training batch does not fit the loss (a wrong
+        shape or layout), in one line naming the expected and the actual shape. Called once the batches exist,
+        before any file of the run is written."""
 
     def data_line(self, prepared: Prepared, plan: Plan) -> str:
         """The training header's account of the data: "N chars, vocab V, …" or "N rows, …"."""

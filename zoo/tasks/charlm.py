@@ -59,6 +59,62 @@ def forward(model: nn.Module, x: torch.Tensor, state: Any = None, net: nn.Module
     return logits, _detach(state)
 
 
+def predicts_every(batching: Batching) -> bool:
+    """Whether the loss has a target at every position of a row (streams, "every"), not the next character only."""
+    return batching.kind == "streams" or batching.targets == "every"
+
+
+def logits_shape(batching: Batching, x_shape: tuple[int, ...], vocab_size: int) -> tuple[int, ...]:
+    """The logits the loss needs for a batch x of `x_shape` [batch, length]: [batch, length, vocab] when every
+    position is a target, [batch, vocab] when only the next character is."""
+    return (*x_shape, vocab_size) if predicts_every(batching) else (x_shape[0], vocab_size)
+
+
+def logits_problem(out: Any, x_shape: tuple[int, ...], batching: Batching, vocab_size: int) -> str | None:
+    """What is wrong with `out` as the logits of forward(x) for a batch of `x_shape` (not a tensor, another
+    layout than the loss needs), or None. The one shape rule: `zoo train` and the conformance kit both apply it."""
+    if not isinstance(out, torch.Tensor):
+        return f"forward returned {type(out).__name__}, not a tensor of logits"
+    want = logits_shape(batching, x_shape, vocab_size)
+    if tuple(out.shape) == want:
+        return None
+    every = predicts_every(batching)
+    targets, layout = ("every position", "[batch, length, vocab]") if every else ("the next character only", "[batch, vocab]")
+    return (
+        f"forward(x) on x of shape {x_shape} gave logits of shape {tuple(out.shape)}; {batching.kind} batching has targets at "
+        f"{targets}, so logits must be {layout} = {want}"
+    )
+
+
+STATEFUL_RESULT = "a stateful model's forward(x, state) must return (logits, new_state)"
+
+
+@torch.no_grad()
+def output_problem(model: nn.Module, x: torch.Tensor, batching: Batching, vocab_size: int) -> str | None:
+    """What is wrong with the model's output on the batch `x` (in eval mode, no gradients), or None."""
+    was_training = model.training
+    model.eval()
+    try:
+        if getattr(model, "stateful", False):
+            result = model(x, model.init_state(x.shape[0]))
+            if not (isinstance(result, tuple) and len(result) == 2):
+                return STATEFUL_RESULT
+            out = result[0]
+        else:
+            out = model(x)
+    finally:
+        model.train(was_training)
+    return logits_problem(out, tuple(x.shape), batching, vocab_size)
+
+
+def first_rows(batches: Any, length: int, vocab_size: int) -> torch.Tensor:
+    """A few rows of the first training batch: as many as differ from the window `length` and the vocabulary
+    size (so that a transposed layout, [length, batch, vocab], cannot pass for the right one)."""
+    x, _ = next(iter(batches.epoch()))
+    rows = next((n for n in (3, 2, 5, 7) if n not in (length, vocab_size)), 3)
+    return x[:rows]
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Any, device: torch.device, amp: bool = False) -> tuple[float, float]:
     """Mean cross-entropy (nats per character) and accuracy over every target of `batches`."""
@@ -176,6 +232,14 @@ class CharLMTask(Task):
     def check_model(self, model: nn.Module, spec: ModelSpec, device: torch.device, opts: Any, distributed: bool) -> None:
         if opts.cuda_graph:
             cudagraph.check_usable(device, model, spec.name, distributed)
+
+    def check_output(self, model: nn.Module, spec: ModelSpec, prepared: Prepared, device: torch.device) -> None:
+        # A wrong layout would either crash in the loss with a long traceback or, transposed ([length, batch,
+        # vocab], nn.Transformer's default), train silently to a meaningless loss.
+        x = first_rows(prepared.train, spec.batching.length, len(prepared.detail.vocab))
+        problem = output_problem(model.to(device), x.to(device), spec.batching, len(prepared.detail.vocab))
+        if problem:
+            raise ZooError(f"model {spec.name!r} does not fit the char-lm task: {problem}")
 
     def data_line(self, prepared: Prepared, plan: Plan) -> str:
         d = prepared.detail
