@@ -10,6 +10,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo import rundir
 from zoo.data.sources import lookup
 from zoo.errors import ZooError, did_you_mean, warn
 from zoo.plugins import PluginHost, host
@@ -174,3 +175,15 @@ def get_task(name: str) -> TaskSpec:
     if name not in tasks:
         raise ZooError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))}); is the plugin that provides it installed?")
     return tasks[name]
+
+
+def install_hint(config: dict[str, Any]) -> str:
+    """What to do when no installed plugin registers the model a config.json names: install the distribution it
+    records (its name is checked by zoo.rundir; an older config records none)."""
+    found = rundir.provenance(config)
+    if found is None:
+        return "install the plugin that provides it (see `zoo plugins`)"
+    dist = found[0]
+    if any(info.distribution == dist for info in host().infos.values()):  # installed: disabled, broken, or older
+        return f"{dist} is installed but registers no such model here: see `zoo plugins`, or pip install --upgrade {dist}"
+    return f"install the distribution that provides it: pip install {dist}"
