@@ -1,4 +1,4 @@
-"""Provenance and default prompts: config.json and the card name the distribution behind a model, a missing plugin says what to pip install, a model samples its own prompt.
+"""Provenance (distribution and version behind a model, `pip install` hints) and per-model default prompts.
 
 A fake third-party distribution (a dist-info folder and a module, no pip) is put on sys.path in process, or on
 PYTHONPATH for a subprocess; "removing the plugin" takes it off again.
