@@ -429,7 +429,7 @@ def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | 
 @cli.command()
 @click.argument("model", shell_complete=_complete_model)
 @threads_option
-@click.option("--prompt", default="for thos", show_default=True)
+@click.option("--prompt", help="The text to continue (default: the model's own, chosen when it trained).")
 @click.option("--length", type=int, default=400, show_default=True, callback=_positive)
 @click.option("--temperature", type=float, default=0.8, show_default=True, help="0 is greedy.")
 @click.option("--top-k", type=int, callback=_positive, help="Sample only from the K likeliest characters.")
@@ -437,7 +437,7 @@ def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | 
 @click.option("--num-samples", type=int, default=1, show_default=True, callback=_positive)
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 def sample(
-    model: str, prompt: str, length: int, temperature: float, top_k: int | None, seed: int | None, num_samples: int, device: str
+    model: str, prompt: str | None, length: int, temperature: float, top_k: int | None, seed: int | None, num_samples: int, device: str
 ) -> None:
     """Generate text from MODEL (a run directory or a name), one character at a time.
 
@@ -447,6 +447,8 @@ def sample(
 
     checks.temperature(temperature)  # before the model is loaded
     m = api.load(model, device)
+    if prompt is None:  # the model's own: the lesson's prompt fails on a text without its letters
+        prompt = m.default_prompt
     options = {"temperature": temperature, "top_k": top_k, "seed": seed}
     if num_samples == 1:
         _stream_sample(m, prompt, length, options)
@@ -560,9 +562,11 @@ def _check_loads(folder: Path) -> None:
     from zoo import registry, rundir
     from zoo.errors import warn
 
-    model = rundir.read_config(folder)["model"]
-    if model not in registry.get().models:
-        warn(f"the model {model!r} is not installed here: its weights are checked against its config when it is")
+    config = rundir.read_config(folder)
+    model = config["model"]
+    if model not in registry.get().models:  # said now, not at the first `zoo sample` of what was pulled
+        hint = registry.install_hint(config)
+        warn(f"the model {model!r} is not installed here ({hint}); its weights are checked against its config when it is")
         return
     from zoo import pipeline
 

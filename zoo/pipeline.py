@@ -118,6 +118,8 @@ def base_config(spec: ModelSpec, hparams: dict[str, Any], split: str, data_id: s
         "format": rundir.CONFIG_FORMAT,
         "model": spec.name,
         "plugin": spec.plugin,
+        # what to `pip install` for it where it is pulled ("" for a plugin registered in process: none to install)
+        "distribution": rundir.distribution_name(info.distribution) if info else "",
         "plugin_version": info.version if info else "",
         "zoo_version": __version__,
         "task": spec.task,
@@ -227,7 +229,7 @@ def spec_for(config: dict[str, Any], where: Path) -> ModelSpec:
         version = printable(config.get("plugin_version") or "?")  # shown bare: escaped alike
         raise ZooError(
             f"{where}/config.json names the model {name!r} of plugin {plugin!r} (version {version}), "
-            f"which is not installed; install the plugin that provides it (see `zoo plugins`)"
+            f"which is not installed; {registry.install_hint(config)}"
         )
     if config["task"] != spec.task:  # the task reads the data and builds the model: it must be the model's own
         raise ZooError(f"{rundir.config_path(where)}: 'task' is {config['task']!r}, but {spec.name} is a {spec.task} model")

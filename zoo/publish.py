@@ -30,10 +30,11 @@ def _stored_dtypes(path: Path) -> set[str]:
 
 
 def card_metadata(
-    model_dir: Path, *, license: str = "mit", repo_id: str | None = None, sample_prompt: str = "for thos", bundled: bool = False
+    model_dir: Path, *, license: str = "mit", repo_id: str | None = None, sample_prompt: str | None = None, bundled: bool = False
 ) -> dict[str, Any]:
     """What the card of a trained model's folder says (zoo.card's keys): `repo_id` is its Hub repository,
-    `bundled` that zoo ships these weights; a character model continues `sample_prompt` for the sample.
+    `bundled` that zoo ships these weights; a character model continues `sample_prompt` (None: its own default
+    prompt, which its vocabulary has) for the sample and the usage lines.
 
     The figures are those of the weights in the folder: an unfinished run's, stopped mid-epoch, are evaluated here."""
     model_dir = Path(model_dir)
@@ -55,7 +56,8 @@ def card_metadata(
         "command": "\n".join(_commands(run, spec.name)),
         "stopped": stopped,
         "dataset": rundir.name_only(str(config.get("data") or spec.dataset)),
-        "install": distributions(spec.plugin),
+        "install": distributions(spec.plugin, config),
+        "provenance": _provenance(config),
     }
     if not isinstance(m, LoadedModel):  # a table model (zoo.tasks.table)
         return {
@@ -66,6 +68,7 @@ def card_metadata(
             "split": config.get("split", spec.split),
             "columns": config["columns"],
         }
+    prompt = m.default_prompt if sample_prompt is None else sample_prompt
     ref = spec.reference
     if not pipeline.on_reference_data(spec, config.get("data"), run.get("data_sha256")):
         ref = None  # the lesson's figures were measured on its corpus: beside a run on other text they compare nothing
@@ -80,18 +83,29 @@ def card_metadata(
         "reference": None if ref is None else {"source": ref.source, "note": ref.note, "val_loss": list(ref.val_loss)},
         "bundled": bundled,
         "model_dir": str(model_dir),
-        "sample_prompt": sample_prompt,
-        "sample": None if m.vocab.unknown(sample_prompt) else str(m.sample(sample_prompt, 300, temperature=0.8, seed=0)),
+        "sample_prompt": prompt,
+        "sample": None if m.vocab.unknown(prompt) else str(m.sample(prompt, 300, temperature=0.8, seed=0)),
     }
 
 
-def distributions(plugin: str) -> list[str]:
-    """What to `pip install` for a model of `plugin`: zoo's distribution, and the plugin's when it ships apart."""
+def distributions(plugin: str, config: dict[str, Any] | None = None) -> list[str]:
+    """What to `pip install` for a model of `plugin`: zoo's distribution, and the plugin's when it ships apart (the
+    one its config.json records, else the installed plugin's; none for a plugin registered in process)."""
     from zoo.plugins import host
 
+    recorded = rundir.provenance(config or {})
     info = host().infos.get(plugin)
-    extra = info.distribution if info is not None else None
+    extra = recorded[0] if recorded else rundir.distribution_name(info.distribution if info is not None else "")
     return [DISTRIBUTION] + ([extra] if extra and extra != DISTRIBUTION else [])
+
+
+def _provenance(config: dict[str, Any]) -> dict[str, str] | None:
+    """zoo.card's `provenance`: the plugin and the distribution (and its version) config.json says provided the
+    model; None for a config that does not say (older ones, bundled weights)."""
+    recorded = rundir.provenance(config)
+    if recorded is None:
+        return None
+    return {"plugin": rundir.distribution_name(config.get("plugin")), "distribution": recorded[0], "version": recorded[1]}
 
 
 def _commands(run: dict[str, Any], name: str) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo import published
+from zoo import published, rundir
 from zoo.data.sources import lookup
 from zoo.errors import ZooError, did_you_mean, warn
 from zoo.plugins import PluginHost, host
@@ -241,3 +241,15 @@ def published_entry(name: str, path: Path | None = None) -> published.PublishedW
     if why is not None:
         raise ZooError(why)
     return own.get(name) or reg.weights.get(name)
+
+
+def install_hint(config: dict[str, Any]) -> str:
+    """What to do when no installed plugin registers the model a config.json names: install the distribution it
+    records (its name is checked by zoo.rundir; an older config records none)."""
+    found = rundir.provenance(config)
+    if found is None:
+        return "install the plugin that provides it (see `zoo plugins`)"
+    dist = found[0]
+    if any(info.distribution == dist for info in host().infos.values()):  # installed: disabled, broken, or older
+        return f"{dist} is installed but registers no such model here: see `zoo plugins`, or pip install --upgrade {dist}"
+    return f"install the distribution that provides it: pip install {dist}"

@@ -81,14 +81,38 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     """`config` with the keys older formats left out, given the values they meant then.
 
     zoo/1 before tasks had no "task" (every model was a character model); a character model's run from
-    before --split and --val-frac held out a random 20%.
+    before --split and --val-frac held out a random 20%. Before provenance, a config did not name the distribution
+    that provided its model: "" (not known).
     """
     config = dict(config)
     config.setdefault("task", "char-lm")
+    config.setdefault("distribution", "")
     if config["task"] == "char-lm":
         config.setdefault("split", "random")
         config.setdefault("val_frac", DEFAULT_VAL_FRAC)
     return config
+
+
+# What `pip install` may be told to install: a PEP 508 distribution name, and a version of version-ish characters. A
+# config is hand-edited or downloaded: anything else (an option such as --index-url, a space, a control character)
+# is read as not recorded.
+_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
+
+
+def distribution_name(value: Any) -> str:
+    """`value` if it is a distribution's name (what config.json's "distribution" records), else "" (not known)."""
+    return value if isinstance(value, str) and _DISTRIBUTION_NAME.fullmatch(value) else ""
+
+
+def provenance(config: dict[str, Any]) -> tuple[str, str] | None:
+    """(distribution, version) that provided the model of a config.json, as it recorded them; None where it did not
+    (older configs, a plugin registered in process) or where they are no distribution name and version."""
+    name = distribution_name(config.get("distribution"))
+    version = config.get("plugin_version")
+    if not name:
+        return None
+    return name, version if isinstance(version, str) and _VERSION.fullmatch(version) else ""
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

@@ -10,6 +10,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")  # zoo.trainer.make_optimizer builds them
+LESSON_PROMPT = "for thos"  # the lesson's prompt: a character model's default where its vocabulary has the letters
+MAX_PROMPT = 256  # characters of a default prompt (config.json records it, and a downloaded config is hostile)
+
+
+def is_prompt(value: Any) -> bool:
+    """Whether `value` may be a default prompt: 1 to MAX_PROMPT characters, none of them zoo's \\0 padding."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_PROMPT and "\0" not in value
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class ModelSpec:
     it gets a `zoo.pipeline.FitContext` and returns the history (it may run the Trainer itself).
     `options_check` ("module:function", imported only when training) is called with the resolved
     train_options before anything is written, to refuse a bad combination in one line.
+    `prompt` is what `zoo sample` and the model card continue without --prompt (a character model); None: the
+    lesson's "for thos" where the training text has its letters, else the start of the training text.
     """
 
     name: str
@@ -112,6 +121,7 @@ class ModelSpec:
     train_options: dict[str, Any] = field(default_factory=dict)
     fit: str = ""
     options_check: str = ""
+    prompt: str | None = None
     plugin: str = ""  # filled in by the registry: the entry-point name that registered it
 
     def __post_init__(self) -> None:
@@ -123,6 +133,8 @@ class ModelSpec:
             raise ValueError(f"invalid task name {self.task!r}")
         if not self.recipe:
             raise ValueError("a recipe needs at least one stage")
+        if self.prompt is not None and not is_prompt(self.prompt):
+            raise ValueError(f"prompt must be 1 to {MAX_PROMPT} characters without '\\0', got {self.prompt!r}")
         for key in ("fit", "options_check"):
             ref = getattr(self, key)
             if ref and ":" not in ref:

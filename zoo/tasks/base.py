@@ -205,6 +205,11 @@ class TrainedModel:
     def sample(self, *args: Any, **kwargs: Any) -> Any:
         raise ZooError(f"{self.name} is a {self.spec.task} model; `zoo sample` is for character models (`zoo eval` evaluates it)")
 
+    @property
+    def default_prompt(self) -> str:
+        """What `sample` continues when given no prompt (character models; others refuse to sample)."""
+        return self.sample()
+
     def report(self) -> str:
         """The line `zoo train` ends with."""
         last = self.history[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from zoo.options import DEFAULT_VAL_FRAC, check_val_frac, percent
 from zoo.rundir import read_run
 from zoo.runtime import autocast
 from zoo.sampling import sample as _sample
-from zoo.spec import Batching, ModelSpec
+from zoo.spec import LESSON_PROMPT, MAX_PROMPT, Batching, ModelSpec, is_prompt
 from zoo.tasks.base import Plan, Prepared, Task, TrainedModel
 
 
@@ -181,6 +182,23 @@ def batching_problem(batching: dict[str, Any]) -> str | None:
     return None
 
 
+PROMPT_FROM_TEXT = len(LESSON_PROMPT)  # characters a default prompt takes from the start of the training text
+
+
+def default_prompt(spec: ModelSpec, vocab: Vocab, text: str | None = None) -> str:
+    """What a model continues when given no prompt: its spec's, else the lesson's, where the vocabulary has their
+    characters; else the first characters of `text`'s first line that holds any (the text it trained on), else
+    (`text` None: an older config) the vocabulary's first visible character."""
+    for candidate in (spec.prompt, LESSON_PROMPT):
+        if candidate is not None and not vocab.unknown(candidate):
+            return candidate
+    if text is not None:
+        line = re.search(rf"\S[^\n]{{0,{PROMPT_FROM_TEXT - 1}}}", text[: 1 << 16])  # a text is long: look at its start only
+        if line is not None:
+            return line.group().rstrip()
+    return next((c for c in vocab.chars[1:] if not c.isspace()), vocab.chars[-1])
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -221,6 +239,7 @@ class CharLMTask(Task):
         vocab = Vocab.from_text(text)
         data_id = recorded_data(source, datasets)  # a registered corpus by its name; a file by its path
         config = {"val_frac": plan.val_frac, "batching": dataclasses.asdict(spec.batching), "vocab": vocab.chars}
+        config["prompt"] = default_prompt(spec, vocab, text)  # so that a pulled copy continues what it can
         detail = CharData(text, vocab)
         make = functools.partial(detail.batches, spec.batching, plan.batch_size, plan.split, plan.val_frac)
         return Prepared(source.name, data_id, text_sha256(text), config, detail, make=make)
@@ -266,6 +285,9 @@ class CharLMTask(Task):
         problem = batching_problem(config["batching"])
         if problem:
             raise ZooError(f"{path}: 'batching' is not a batching scheme ({problem})")
+        prompt = config.get("prompt")  # older configs have none: the model's default is worked out as it loads
+        if prompt is not None and (not is_prompt(prompt) or Vocab(config["vocab"]).unknown(prompt)):
+            raise ZooError(f"{path}: 'prompt' must be 1 to {MAX_PROMPT} characters of the model's vocabulary")
 
     def check_against(self, path: Path, config: dict[str, Any], spec: ModelSpec) -> None:
         # The model was built, and its weights trained, for its spec's batching: another kind or targets does not fit
@@ -341,9 +363,16 @@ class LoadedModel(TrainedModel):
     def _training_batch_size(self) -> int:
         return int(self.run_record.get("options", {}).get("batch_size") or self.spec.batch_size)
 
+    @property
+    def default_prompt(self) -> str:
+        """What `sample` continues when given no prompt: the one config.json records (chosen when the model trained,
+        so a pulled copy has it too), else (older configs) the spec's or the lesson's where they fit the vocabulary."""
+        recorded = self.config.get("prompt")
+        return recorded if isinstance(recorded, str) else default_prompt(self.spec, self.vocab)
+
     def sample(
         self,
-        prompt: str,
+        prompt: str | None = None,
         length: int = 400,
         temperature: float = 0.8,
         top_k: int | None = None,
@@ -351,13 +380,14 @@ class LoadedModel(TrainedModel):
         num_samples: int = 1,
         on_text: Callable[[str], None] | None = None,
     ) -> str | list[str]:
-        """Continue `prompt` by `length` characters; temperature 0 is greedy. A list if num_samples > 1.
+        """Continue `prompt` (None: `default_prompt`) by `length` characters; temperature 0 is greedy. A list if
+        num_samples > 1.
 
         `on_text` (one sample) is handed the text as it is drawn, a few hundred characters at a time."""
         texts = _sample(
             self.model,
             self.vocab,
-            prompt,
+            self.default_prompt if prompt is None else prompt,
             length,
             context=self.context,
             temperature=temperature,
