@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from zoo_lesson6.models import CharRnn, CharSeqRnn
 
+import zoo
+
 
 class StepIgnoresInput(CharRnn):
     """step() does not advance the state with the character: sampling would not match forward()."""
@@ -128,3 +130,28 @@ class StatefulLogitsOnly(CharRnn):
 
     def forward(self, x, state=None):
         return super().forward(x)
+
+
+def kit_spec(name: str, **changes) -> zoo.ModelSpec:
+    """A char-rnn spec for the kit's tests, `changes` applied."""
+    fields = {
+        "summary": "A model for the kit's tests.",
+        "builder": "zoo_lesson6.models:CharRnn",
+        "dataset": "pydoc-topics",
+        "hparams": {"n_fac": 42, "n_hidden": 256},
+        "tiny": {"n_fac": 4, "n_hidden": 16},
+        "batching": zoo.Batching(kind="windows", length=8, stride=1, targets="next"),
+    }
+    return zoo.ModelSpec(name=name, **{**fields, **changes})
+
+
+class SpecPlugin:
+    """An in-process plugin registering `specs` (zoo.plugins.host().register(SpecPlugin(...), name))."""
+
+    def __init__(self, *specs: zoo.ModelSpec) -> None:
+        self.specs = specs
+
+    @zoo.hookimpl
+    def zoo_register_models(self, register):
+        for spec in self.specs:
+            register(spec)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pluggy
 import pytest
 import torch
+from _kit_models import SpecPlugin as _Plugin
 from helpers import one_error, zoo_in_process
 
 import zoo
@@ -39,14 +40,6 @@ def _spec(name: str, **changes) -> zoo.ModelSpec:
     return zoo.ModelSpec(name=name, **{**fields, **changes})
 
 
-class _Plugin:
-    def __init__(self, *specs: zoo.ModelSpec) -> None:
-        self.specs = specs
-
-    @zoo.hookimpl
-    def zoo_register_models(self, register):
-        for spec in self.specs:
-            register(spec)
 
 
 def _train(capsys, name: str, data, out) -> tuple[int, str, str]:

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from _kit_models import SpecPlugin as _Plugin
+from _kit_models import kit_spec as _spec
 from _plugin_helpers import BUILTIN_MODELS, CHAR_MODELS, REPO, install_sources, ok, one_error_line, parse_table, run_pytest, run_zoo
 
 import zoo
@@ -50,26 +52,8 @@ def test_builtin_specs_declare_a_small_tiny_configuration(name):
 # --- check_model catches each way a model can break the contract ------------------------------------------
 
 
-def _spec(name: str, **changes) -> zoo.ModelSpec:
-    fields = {
-        "summary": "A model for the kit's tests.",
-        "builder": "zoo_lesson6.models:CharRnn",
-        "dataset": "pydoc-topics",
-        "hparams": {"n_fac": 42, "n_hidden": 256},
-        "tiny": {"n_fac": 4, "n_hidden": 16},
-        "batching": zoo.Batching(kind="windows", length=8, stride=1, targets="next"),
-    }
-    return zoo.ModelSpec(name=name, **{**fields, **changes})
 
 
-class _Plugin:
-    def __init__(self, *specs: zoo.ModelSpec) -> None:
-        self.specs = specs
-
-    @zoo.hookimpl
-    def zoo_register_models(self, register):
-        for spec in self.specs:
-            register(spec)
 
 
 SEQ_HPARAMS = {"n_fac": 42, "n_hidden": 256, "identity_init": False, "nonlinearity": "tanh"}
