@@ -45,12 +45,9 @@ def nietzsche_cache(_isolated_env) -> Path:
 @pytest.fixture
 def small_corpus(tmp_path) -> Path:
     """About 20,000 characters of real English prose (from CPython's pydoc topics)."""
-    from pydoc_data.topics import topics
+    from helpers import write_prose
 
-    text = "\n\n".join(topics[k] for k in sorted(topics))[:20_000]
-    path = tmp_path / "small.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_prose(tmp_path / "small.txt", 20_000)
 
 
 @pytest.fixture

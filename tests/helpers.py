@@ -44,3 +44,11 @@ def one_error(code: int, err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("zoo: error: "), err
     return lines[0]
+
+
+def write_prose(path: Path, chars: int) -> Path:
+    """The first `chars` characters of real English prose (CPython's pydoc topics, in a fixed order) written to `path`."""
+    from pydoc_data.topics import topics
+
+    path.write_text("\n\n".join(topics[k] for k in sorted(topics))[:chars], encoding="utf-8")
+    return path

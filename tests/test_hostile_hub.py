@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import one_line_error, run_zoo
+from helpers import one_line_error, run_zoo, write_prose
 
 import zoo
 from zoo import published
@@ -29,11 +29,9 @@ REPO_ID = "alice/tiny"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A tiny char-rnn run: its files are what the fake Hub serves."""
-    from pydoc_data.topics import topics
-
     root = tmp_path_factory.mktemp("hostile-runs")
     corpus = root / "corpus.txt"
-    corpus.write_text("\n\n".join(topics[k] for k in sorted(topics))[:6_000], encoding="utf-8")
+    write_prose(corpus, 6_000)
     out = root / "run"
     zoo.train("char-rnn", data=str(corpus), epochs=1, max_steps=2, batch_size=32, seed=0, out=out, overrides=("n_hidden=8",), quiet=True)
     return out

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import one_line_error, run_zoo
+from helpers import one_line_error, run_zoo, write_prose
 
 import zoo
 from zoo import compare, rundir
@@ -26,10 +26,8 @@ TINY = ("n_hidden=16", "n_fac=8")
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from pydoc_data.topics import topics
-
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text("\n\n".join(topics[k] for k in sorted(topics))[:15_000], encoding="utf-8")
+    write_prose(path, 15_000)
     return path
 
 

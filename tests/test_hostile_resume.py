@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import one_line_error, run_zoo
+from helpers import one_line_error, run_zoo, write_prose
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
@@ -36,10 +36,8 @@ TINY = ("n_hidden=16", "n_fac=4")
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from pydoc_data.topics import topics
-
     path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text("\n\n".join(topics[k] for k in sorted(topics))[:6_000], encoding="utf-8")
+    write_prose(path, 6_000)
     return path
 
 

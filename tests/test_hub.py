@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import one_line_error, run_zoo
+from helpers import one_line_error, run_zoo, write_prose
 
 import zoo
 
@@ -19,11 +19,9 @@ FILES = ("model.safetensors", "config.json", "README.md", "training.json")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two small trained char-rnn runs (different seeds) on real prose."""
-    from pydoc_data.topics import topics
-
     root = tmp_path_factory.mktemp("runs")
     corpus = root / "corpus.txt"
-    corpus.write_text("\n\n".join(topics[k] for k in sorted(topics))[:15_000], encoding="utf-8")
+    write_prose(corpus, 15_000)
     runs = []
     for seed in (0, 1):
         out = root / f"run{seed}"

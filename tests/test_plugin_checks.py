@@ -14,6 +14,7 @@ import pluggy
 import pytest
 import torch
 from _kit_models import SpecPlugin as _Plugin
+from _kit_models import kit_spec
 from helpers import one_error, zoo_in_process
 
 import zoo
@@ -30,14 +31,8 @@ SEQ_HPARAMS = {"n_fac": 42, "n_hidden": 256, "identity_init": False, "nonlineari
 
 
 def _spec(name: str, **changes) -> zoo.ModelSpec:
-    fields = {
-        "summary": "A model for the plugin-check tests.",
-        "builder": "zoo_lesson6.models:CharRnn",
-        "dataset": "pydoc-topics",
-        "hparams": {"n_fac": 4, "n_hidden": 16},
-        "batching": WINDOWS_NEXT,
-    }
-    return zoo.ModelSpec(name=name, **{**fields, **changes})
+    """The kit's char-rnn spec at its tiny size (these tests train it), `changes` applied."""
+    return kit_spec(name, **{"hparams": {"n_fac": 4, "n_hidden": 16}, "tiny": {}, **changes})
 
 
 

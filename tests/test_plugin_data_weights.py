@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import one_error, one_line_error, run_zoo, zoo_in_process
+from helpers import one_error, one_line_error, run_zoo, write_prose, zoo_in_process
 
 import zoo
 from zoo import plugins as zoo_plugins
@@ -98,11 +98,9 @@ def fresh_host(monkeypatch):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The plugin's site, and a run of its model trained in process on its FileDataset (the spec's default data)."""
-    from pydoc_data.topics import topics
-
     root = tmp_path_factory.mktemp("notes")
     corpus = root / "corpus.txt"
-    corpus.write_text("\n\n".join(topics[k] for k in sorted(topics))[:12_000], encoding="utf-8")
+    write_prose(corpus, 12_000)
     site = _make_site(root, corpus)
     zoo_plugins.reset()
     try:

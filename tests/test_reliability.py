@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import one_error as one_line
-from helpers import run_zoo
+from helpers import run_zoo, write_prose
 from helpers import zoo_in_process as cli
 from hubserver import start_hub
 from hypothesis import HealthCheck, given, settings
@@ -48,10 +48,8 @@ EPOCH_BATCHES = 75  # 6,000 characters, 80% of the windows for training, 64 rows
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from pydoc_data.topics import topics
-
     path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text("\n\n".join(topics[k] for k in sorted(topics))[:6_000], encoding="utf-8")
+    write_prose(path, 6_000)
     return path
 
 

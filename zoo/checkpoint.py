@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -266,7 +265,7 @@ def checked_groups(where: Path, opt: torch.optim.Optimizer, saved: Any) -> list[
     groups, seen = [], set()
     for group, now in zip(saved, opt.param_groups):
         params = group.get("params")
-        if not (isinstance(params, list) and len(params) == len(now["params"]) and all(_whole(i) for i in params)):
+        if not (isinstance(params, list) and len(params) == len(now["params"]) and all(checks.is_whole(i) for i in params)):
             raise ZooError(f"{where}: a parameter group's 'params' must list {len(now['params'])} parameter numbers, got {params!r}")
         if seen & set(params) or len(set(params)) != len(params):
             raise ZooError(f"{where}: a parameter number is listed twice in the optimizer's 'params'")
@@ -292,7 +291,7 @@ def check_param_state(where: Path, idx: int, param: torch.Tensor, state: dict[st
         what = f"{where}: the optimizer's {key!r} of parameter {idx} {tuple(param.shape)}"
         if key == "step":
             step = value.item() if isinstance(value, torch.Tensor) and value.shape == () and value.is_floating_point() else value
-            if not (isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step) and step >= 1):
+            if not (checks.is_number(step, finite=True) and step >= 1):
                 raise ZooError(f"{what} must be a count of at least 1, got {_shown(step)}")
         elif isinstance(value, torch.Tensor):
             if value.shape != param.shape or value.dtype != param.dtype:
@@ -321,10 +320,6 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
         opt.load_state_dict({"state": state, "param_groups": groups})
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # what the checks above do not foresee
         raise ZooError(f"{where}: optimizer state does not fit this model ({exc})") from None
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _shown(value: Any) -> str:

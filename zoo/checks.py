@@ -12,10 +12,19 @@ from typing import Any
 from zoo.errors import ZooError
 
 
+def is_whole(value: Any) -> bool:
+    """Whether `value` is a whole number: bool is an int to Python, but epochs=True is a mistake, not a count."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any, finite: bool = False) -> bool:
+    """Whether `value` is a real number (not a bool, not a string that reads as one); `finite`: not NaN or infinite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and (not finite or math.isfinite(value))
+
+
 def whole(flag: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     """`value` as an int if it is a whole number within [minimum, maximum]; else a ZooError naming `flag`."""
-    # bool is an int to Python, but epochs=True is a mistake, not a count
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_whole(value):
         raise ZooError(f"{flag} must be a whole number, got {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
@@ -27,7 +36,7 @@ def whole(flag: str, value: Any, minimum: int | None = None, maximum: int | None
 
 def real(flag: str, value: Any, what: str = "a number") -> float:
     """`value` as a float if it is a real number (NaN and infinities included); else a ZooError naming `flag`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_number(value):
         raise ZooError(f"{flag} must be {what}, got {value!r}")
     return float(value)
 

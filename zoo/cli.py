@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 from click.shell_completion import CompletionItem
 
-from zoo import DISTRIBUTION, __version__
+from zoo import DISTRIBUTION, __version__, checks
 from zoo.errors import ZooError, ZooWarning, printable, warn
 from zoo.options import DEFAULT_VAL_FRAC
 
@@ -287,7 +287,7 @@ def _run_fields(path: Path) -> list[tuple[str, str]]:
     epochs = [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []
     fields.append(("epochs trained", str(len(epochs))))
     last = epochs[-1].get("val_loss") if epochs else None
-    if isinstance(last, (int, float)) and not isinstance(last, bool):
+    if checks.is_number(last):
         fields.append(("  val loss", f"{last:.4f} (after the last epoch)"))
     fields.append(("weights", "yes" if rundir.is_model(path) else "none yet"))
     fields.append(("sample it", f"zoo sample {path}"))

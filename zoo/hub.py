@@ -397,9 +397,7 @@ def _git_blob_id(path: Path) -> str:
     """The git object id of a file's content: what the Hub advertises for a file that is not in LFS."""
     h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, lambda: h).hexdigest()
 
 
 def mismatched_advertised(folder: Path) -> list[str]:

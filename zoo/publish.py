@@ -6,13 +6,12 @@ side and the helpers both sides share.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo import DISTRIBUTION, pipeline, published, registry, rundir
+from zoo import DISTRIBUTION, checks, pipeline, published, registry, rundir
 from zoo.api import LoadedModel, TrainedModel, load
 from zoo.card import MARKER, render, stopped_text
 from zoo.errors import ZooError, warn
@@ -136,7 +135,7 @@ def stopped_at(model_dir: Path, run: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return checks.is_whole(value) and value >= 0
 
 
 def _shipped_figures(m: TrainedModel, model_dir: Path, stopped: dict[str, Any]) -> dict[str, float]:
@@ -237,16 +236,12 @@ def _commands_public(value: Any) -> Any:
     return value
 
 
-# What the Hub accepts as a repository id, OWNER/NAME (huggingface_hub.utils.validate_repo_id checks the rest)
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-
-
 def check_repo_id(repo_id: str) -> str:
     """`repo_id` if it is OWNER/NAME, checked before any request (the Hub would answer a bare NAME with a 404)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    problem = not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id)
+    problem = not isinstance(repo_id, str) or not published.REPO_ID.fullmatch(repo_id)
     if not problem:
         try:
             validate_repo_id(repo_id)

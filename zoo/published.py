@@ -21,7 +21,8 @@ SCHEMA_VERSION = 1
 MAX_PINS_BYTES = 1 << 20  # a plugin's pins file: a few tables per model, far below this
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
-_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# What the Hub accepts as a repository id, OWNER/NAME (huggingface_hub.utils.validate_repo_id checks the rest)
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 # A file of a published model: a plain name inside the snapshot (zoo pull downloads it there, and deletes it there
 # when its hash is wrong), so no "..", no absolute path, no glob, no hidden file; folders of such names at most.
 _FILE_PART = re.compile(r"[A-Za-z0-9_][\w.-]{0,127}", re.ASCII)
@@ -96,7 +97,7 @@ def _parse_entry(model: str, table: Any, origin: str) -> PublishedWeights:
         if key not in known:
             raise ZooError(f"{where}.{key} is not a known key (known: {', '.join(sorted(known))})")
     repo = _need(table, "repo", str, where)
-    if not _REPO.match(repo):
+    if not REPO_ID.fullmatch(repo):
         raise ZooError(f"{where}.repo must look like OWNER/NAME, got {repo!r}")
     revision = _need(table, "revision", str, where) if "revision" in table else None
     if revision is not None and not _HEX40.match(revision):

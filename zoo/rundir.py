@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from zoo import runlock
+from zoo import checks, runlock
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_json, read_json
 from zoo.options import DEFAULT_VAL_FRAC
@@ -137,7 +137,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 def _check_held_out(path: Path, split: Any, val_frac: Any) -> None:
     if not isinstance(split, str):
         raise ZooError(f"{path}: 'split' must be the name of a split, got {split!r}")
-    if isinstance(val_frac, bool) or not isinstance(val_frac, (int, float)) or not 0 < val_frac < 1:
+    if not checks.is_number(val_frac) or not 0 < val_frac < 1:
         raise ZooError(f"{path}: 'val_frac' must be a number between 0 and 1 (exclusive), got {val_frac!r}")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo import distributed, rundir
+from zoo import checks, distributed, rundir
 from zoo.allocator import keep_freed_memory
 from zoo.checkpoint import save_checkpoint, save_weights
 from zoo.cudagraph import GraphedSteps, check_usable
@@ -115,12 +115,12 @@ def _fits(default: Any, value: Any) -> bool:
     if isinstance(default, list):
         return isinstance(value, list) and all(_history_row(h) for h in value)
     if isinstance(default, int):
-        return isinstance(value, int) and value >= 0
-    return isinstance(value, (int, float)) and math.isfinite(value)
+        return checks.is_whole(value) and value >= 0
+    return checks.is_number(value, finite=True)
 
 
 def _history_row(row: Any) -> bool:
-    return isinstance(row, dict) and all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in HISTORY_KEYS)
+    return isinstance(row, dict) and all(checks.is_number(row.get(k)) for k in HISTORY_KEYS)
 
 
 class _ForcedStop(KeyboardInterrupt):

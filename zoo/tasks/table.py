@@ -207,20 +207,17 @@ class TabularRegressionTask(TableTask):
     columns = (("val_mape", 8, ".4f"),)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def columns_problem(columns: dict[str, Any]) -> str | None:
     """What is wrong with a config's "columns" (what `describe` writes), or None: read before encoding or building."""
     for name, values in columns["categorical"].items():
         if not isinstance(values, list) or not all(isinstance(v, (str, int, float)) for v in values):
             return f"categorical {name!r}: its values must be a list of strings or numbers"
     for name, stats in columns["continuous"].items():
-        if not isinstance(stats, dict) or not (_number(stats.get("mean")) and _number(stats.get("std")) and stats["std"] > 0):
+        mean, std = (stats.get("mean"), stats.get("std")) if isinstance(stats, dict) else (None, None)
+        if not (checks.is_number(mean, finite=True) and checks.is_number(std, finite=True) and std > 0):
             return f"continuous {name!r}: needs a finite 'mean' and a positive 'std'"
     target = columns["target"]
-    missing = [k for k in ("median", "min", "max") if not _number(target.get(k))]
+    missing = [k for k in ("median", "min", "max") if not checks.is_number(target.get(k), finite=True)]
     if missing or not isinstance(target.get("name"), str):
         return f"target: needs a 'name' and the numbers 'median', 'min' and 'max' ({', '.join(missing) or 'name'} missing or not one)"
     return None
