@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from zoo import checks
+from zoo.checks import is_whole
 
 OPTIMIZERS = ("adam", "sgd")  # zoo.trainer.make_optimizer builds them
 LESSON_PROMPT = "for thos"  # the lesson's prompt: a character model's default where its vocabulary has the letters
@@ -58,7 +58,7 @@ class Batching:
             raise ValueError(f"unknown batching kind {self.kind!r}")
         if self.targets not in ("next", "every"):
             raise ValueError(f"unknown targets {self.targets!r}")
-        whole = all(checks.is_whole(n) for n in (self.length, self.stride))
+        whole = all(is_whole(n) for n in (self.length, self.stride))
         if not whole or self.length < 1 or self.stride < 1:  # 2.5 would reach torch.arange and indexing as a float
             raise ValueError(f"length and stride must be whole numbers >= 1, got {self.length!r} and {self.stride!r}")
 
