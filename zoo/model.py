@@ -106,7 +106,7 @@ def capabilities(model: Any) -> Capabilities:
     sampling = getattr(model, "sampling", "step")
     if sampling not in SAMPLING_KINDS:
         raise ZooError(
-            f"{owner} declares sampling = {sampling!r}; declare sampling = \"step\" (init_state/step) or \"cache\" (init_cache/extend)"
+            f'{owner} declares sampling = {sampling!r}; declare sampling = "step" (init_state/step) or "cache" (init_cache/extend)'
         )
     context_length = getattr(model, "context_length", None)
     if context_length is not None and (isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 1):
@@ -120,17 +120,17 @@ def capabilities(model: Any) -> Capabilities:
 def _check_cache_model(model: Any, caps: Capabilities, owner: str) -> None:
     if caps.context_length is None:
         raise ZooError(
-            f"{owner} declares sampling = \"cache\" but no context_length; "
+            f'{owner} declares sampling = "cache" but no context_length; '
             "declare the most characters one cache holds (e.g. its learned positions)"
         )
     missing = [name for name in CACHE_METHODS if not callable(getattr(model, name, None))]
     if missing:
         raise ZooError(
-            f"{owner} declares sampling = \"cache\" but has no {' or '.join(missing)}; define init_cache(batch_size) and extend(x, cache)"
+            f'{owner} declares sampling = "cache" but has no {" or ".join(missing)}; define init_cache(batch_size) and extend(x, cache)'
         )
     if caps.stateful:
         raise ZooError(
-            f"{owner} declares sampling = \"cache\" and stateful = True; a cache model is stateless in training: declare stateful = False"
+            f'{owner} declares sampling = "cache" and stateful = True; a cache model is stateless in training: declare stateful = False'
         )
 
 
@@ -138,7 +138,7 @@ def batching_problem(caps: Capabilities, kind: str, length: int) -> str | None:
     """What keeps a model with `caps` from training on `kind` batching of `length` characters, or None: a cache
     model samples within a window, so it trains on windows; no row may be longer than the declared context_length."""
     if caps.sampling == "cache" and kind == "streams":
-        return "a model with sampling = \"cache\" trains on \"windows\" batching (a window the cache can hold), not \"streams\""
+        return 'a model with sampling = "cache" trains on "windows" batching (a window the cache can hold), not "streams"'
     if caps.context_length is not None and length > caps.context_length:
         return (
             f"its batching length {length} is longer than the model's context_length {caps.context_length}; "

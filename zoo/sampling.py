@@ -459,7 +459,7 @@ def _sample_stepping(
 def cache_window(caps: Capabilities, context: int | None) -> int:
     """The window W a cache model samples within: its training context, which its cache must be able to hold."""
     if context is None:
-        raise ZooError("a model with sampling = \"cache\" samples within a window, but this one was trained on streams (no window)")
+        raise ZooError('a model with sampling = "cache" samples within a window, but this one was trained on streams (no window)')
     if context > caps.context_length:
         raise ZooError(
             f"the model was trained on windows of {context} characters, more than its context_length {caps.context_length}; "
