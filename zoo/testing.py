@@ -381,9 +381,11 @@ class _Checker:
         model = self.build(seed=0)
         if not isinstance(model, nn.Module):
             _fail(f"the builder returned {type(model).__name__}, not a torch.nn.Module")
-        for attr in ("forward", "init_state", "step"):
+        caps = self.capabilities(model)  # what the model declares decides the methods it needs
+        needs = ("init_cache", "extend") if caps.sampling == "cache" else ("init_state", "step")
+        for attr in ("forward", *needs):
             if not callable(getattr(model, attr, None)):
-                _fail(f"the model has no method {attr}()")
+                _fail(f"the model has no method {attr}() (sampling = {caps.sampling!r} needs {' and '.join(needs)})")
         params = list(model.named_parameters())
         if not params:
             _fail("the model has no parameters")
