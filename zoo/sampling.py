@@ -37,7 +37,7 @@ prompt's last min(len(prompt), W) characters, extended in one call; after each d
 would hold more than W characters it restarts from the last max(1, W // 2) characters (a new cache, extended with
 them in one call), else the drawn character alone is extended. So every prediction sees between max(1, W // 2) and
 W characters (fewer only while prompt and text are shorter): per character one extend of one position, or of
-max(1, W // 2) positions at a restart, once every W - max(1, W // 2) characters. Characters are chosen as above
+max(1, W // 2) positions at a restart, once every W - max(1, W // 2) + 1 characters. Characters are chosen as above
 (`_pick_np` on the CPU, `_pick` elsewhere, the same noise in the same order). `sample_uncached` follows the same
 window rule with forward() over the whole window for every character: the same seed gives the same text, which is
 how tests/test_sampling_cache.py checks a model's cache.
