@@ -507,11 +507,16 @@ def _sample_cached(
     logits, cache = _extend(model, seq[:, end - held : end].to(device), model.init_cache(n))
     finite = True if cpu else torch.ones((), dtype=torch.bool, device=device)
     flushed, last = 0, min(length, STREAM_STEPS) - 1
+    g_start = g_end = 0  # the block of noise in NumPy (CPU): steps [g_start, g_end)
+    g_block: Any = None
     for k in range(length):
         if cpu:
-            row = logits[:, -1].float().numpy().copy()  # a copy: _pick_np writes to it, and the model may own the memory
+            row = logits[:, -1].numpy().astype(np.float32)  # a copy: _pick_np writes to it, and the model may own the memory
             finite = finite and bool(np.isfinite(row.max()))  # the max is nan if any is, inf if any is
-            g = None if noise is None else noise.at(k).numpy()
+            if noise is not None and k >= g_end:
+                g_start, block = noise.block_for(k)
+                g_block, g_end = block.numpy(), g_start + len(block)
+            g = None if noise is None else g_block[k - g_start]
             nxt = _pick_np(row[0], temperature, top_k, g[0]) if n == 1 and g is not None else _pick_np(row, temperature, top_k, g)
             seq_np[:, end] = nxt
         else:
