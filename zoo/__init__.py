@@ -28,12 +28,14 @@ __all__ = [
     "hookimpl",
     "list_models",
     "evaluate",
+    "explain",
     "load",
     "train",
 ]
 
 # FileDataset lives in the data layer (below the api, above this module); it imports no torch
-_LAZY = {"FileDataset": "zoo.data.sources", "train": "zoo.api", "load": "zoo.api", "evaluate": "zoo.api", "list_models": "zoo.registry"}
+_LAZY = {"FileDataset": "zoo.data.sources", "train": "zoo.api", "load": "zoo.api", "evaluate": "zoo.api", "list_models": "zoo.registry",
+         "explain": "zoo.explanation"}
 
 
 def __getattr__(name: str) -> Any:
