@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import zoo
 from zoo import explanation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,3 +191,28 @@ def test_a_model_without_states_shows_its_predictions_and_the_note(browser, tmp_
     assert "no hidden states" in browser.find_element("id", "note").text
     _hover(browser, 400)
     assert len(browser.find_elements("css selector", "#topk li[data-p]")) == 5
+
+
+def test_compare_html_shows_the_leaderboard_and_each_models_surprise_side_by_side(browser, tmp_path, small_corpus):
+    from zoo import compare, published, registry
+
+    out = tmp_path / "cmp"
+    entries = []
+    for k, name in enumerate(("char-rnn", "char-seq")):  # the bundled runs stand for trained ones
+        shutil.copytree(published.bundled_path(registry.published_entry(name)), out / name)
+        entries.append(compare.Entry(name, 102215, 4.0, None, None, 1.5 + k, (1.5 + k) / 0.693, None, []))
+    settings = compare.Settings(1.0, str(small_corpus), "cpu", True, 0.2)
+    compare.write_page(entries, out, settings, registry.get_model("char-rnn"))
+    browser.get((out / compare.PAGE).as_uri())
+    assert _errors(browser) == []
+    rows = browser.find_elements("css selector", "#leaderboard tbody tr")
+    assert [r.find_elements("css selector", "td")[1].text for r in rows] == ["char-rnn", "char-seq"]
+    text = compare.sample_text(registry.get_model("char-rnn"), settings)
+    for name in ("char-rnn", "char-seq"):
+        expected = explanation.compute(zoo.load(out / name), text, top_k=1, with_states=False)
+        shown = browser.execute_script(
+            f"return Array.from(document.querySelectorAll('.model[data-model=\"{name}\"] span.ch'), s => s.dataset.nll ?? null)"
+        )
+        assert len(shown) == len(text)
+        assert shown == [None if np.isnan(v) else f"{v:.3f}" for v in expected.nll]
+    browser.save_screenshot(str(ARTIFACTS / "compare.png"))

@@ -524,7 +524,8 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
     """Train every model matching PATTERN for the same time budget and print a leaderboard.
 
     Held-out loss is measured on the end of the text (the last --val-frac of it) for every
-    model alike. Writes OUT/compare.png (held-out loss against training time). Finished runs
+    model alike. Writes OUT/compare.png (held-out loss against training time) and OUT/compare.html (the
+    leaderboard, and the same held-out text coloured by each model's surprise, side by side). Finished runs
     with the same budget, data (the same text, by its sha256) and --val-frac are reused; runs
     made with others are refused.
     """
@@ -539,6 +540,7 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
     else:
         click.echo(cmp.table(entries))
         click.echo(f"plot: {Path(out) / 'compare.png'}")
+        click.echo(f"page: {Path(out) / cmp.PAGE}")
 
 
 @cli.command()

@@ -433,3 +433,72 @@ def write_page(result: Explanation, path: Path) -> Path:
     except OSError as exc:
         raise ZooError(f"--out {path}: cannot be written ({exc.strerror or exc})") from None
     return path
+
+
+# --- zoo compare's page: the leaderboard, and one text coloured by each model's surprise -----------------------
+
+MAX_NLL_SHOWN = 6.0  # nats: the top of the surprise scale (the page's script uses the same)
+COMPARE_SAMPLE = 600  # characters of held-out text each model colours on compare.html
+
+
+def surprise_colour(nll: float) -> str:
+    """The page's colour for -log p (nats): pale yellow (expected) to red (surprised); explain.html's surpriseColour."""
+    t = min(nll / MAX_NLL_SHOWN, 1.0)
+    return f"hsl({60 - 60 * t:.1f},100%,{97 - 45 * t:.1f}%)"
+
+
+def coloured_text(result: Explanation) -> str:
+    """The text as HTML spans coloured by surprise, each titled with its -log p (no script needed)."""
+    parts = []
+    for i, c in enumerate(result.text):
+        glyph = html.escape("\u21b5\n" if c == "\n" else c)
+        if not result.known[i]:
+            parts.append(f'<span class="ch unk" data-i="{i}" title="not in the vocabulary">{glyph}</span>')
+        elif np.isnan(result.nll[i]):
+            parts.append(f'<span class="ch ctx" data-i="{i}">{glyph}</span>')
+        else:
+            nll = float(result.nll[i])
+            parts.append(
+                f'<span class="ch" data-i="{i}" data-nll="{nll:.3f}" style="background:{surprise_colour(nll)}" '
+                f'title="-log p {nll:.3f}, rank {result.rank[i]}">{glyph}</span>'
+            )
+    return "".join(parts)
+
+
+COMPARE_STYLE = """
+body { margin: 0; padding: 12px 18px; font: 15px/1.45 system-ui, sans-serif; color: #1b1b1b; }
+h1 { font-size: 1.15rem; margin: 0 0 8px; } h2 { font-size: 1rem; margin: 16px 0 6px; }
+table { border-collapse: collapse; font-size: .9rem; } th, td { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+th:nth-child(2), td:nth-child(2) { text-align: left; }
+.models { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 12px; }
+.model { border: 1px solid #ddd; border-radius: 4px; padding: 8px; min-width: 0; }
+.model h3 { font-size: .95rem; margin: 0 0 4px; }
+.text { font: 13px/1.6 ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; word-break: break-all; }
+.ctx { color: #999; } .unk { color: #a00; outline: 1px dashed #a00; }
+.legend { display: inline-block; width: 140px; height: 12px; vertical-align: middle; border: 1px solid #ddd; }
+.muted { color: #666; font-size: .9rem; }
+"""
+
+
+def render_compare(title: str, table: list[dict[str, Any]], results: list[Explanation], note: str) -> str:
+    """compare.html: the leaderboard (rows of column -> value, in order), then the same text coloured by each model's
+    surprise, side by side. Static HTML: no script, no network."""
+    heads = list(table[0]) if table else []
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>" for row in table)
+    columns = "".join(
+        f'<div class="model" data-model="{html.escape(r.model)}"><h3>{html.escape(r.model)}</h3>'
+        f'<div class="muted">{r.mean_loss:.3f} nats/char on this text</div><div class="text">{coloured_text(r)}</div></div>'
+        for r in results
+    )
+    scale = ",".join(surprise_colour(x) for x in range(int(MAX_NLL_SHOWN) + 1))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, '
+        'initial-scale=1"><meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'
+        f"<title>{html.escape(title)}</title><style>{COMPARE_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f'<table id="leaderboard"><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in heads)}</tr></thead>'
+        f"<tbody>{rows}</tbody></table><h2>The same text, coloured by each model's surprise</h2>"
+        f'<p class="muted">{html.escape(note)} &middot; surprise &minus;log p: 0 '
+        f'<span class="legend" style="background:linear-gradient(to right,{scale})"></span> {MAX_NLL_SHOWN:g}+ nats '
+        f"&middot; hover a character for its &minus;log p and rank</p>"
+        f'<div class="models">{columns}</div></body></html>\n'
+    )

@@ -10,6 +10,10 @@ A character language model (task "char-lm") is a `torch.nn.Module` with:
   (logits [batch, vocab], new state). The sampler uses it to carry the state forward
   one character at a time instead of re-running the whole window;
 - optionally `fused()`: a `FusedRnn` (or None), the fast form the sampler uses on the CPU;
+- optionally `states(x)`: x a LongTensor [batch, length]; returns a list of (layer name, tensor
+  [batch, length, units]), the hidden state after each character of each row from the zero state,
+  in one pass of the recurrence (an LSTM may add its cell states as their own layer). `zoo explain`
+  shows them (zoo.explanation); a model without it gets the prediction view only;
 - optionally the class attribute `fused_loss = True` (stateless models): then `forward(x, targets=y)`
   returns the mean cross-entropy of its predictions against y, and the trainer trains through it,
   which lets a model fuse its output layer with the loss (`zoo.losses.linear_cross_entropy`).
