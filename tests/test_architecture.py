@@ -35,7 +35,7 @@ LAYERS = {
     "trainer": ["zoo.trainer"],
     "pipeline": ["zoo.pipeline"],
     "api": ["zoo.api"],
-    "above the api": ["zoo.publish", "zoo.compare"],
+    "above the api": ["zoo.publish", "zoo.explanation", "zoo.compare"],
     "top": ["zoo.cli", "zoo.testing", "zoo.__main__"],
 }  # fmt: skip
 LEVEL = {module: i for i, modules in enumerate(LAYERS.values()) for module in modules}

@@ -29,6 +29,7 @@ __all__ = [
     "hookimpl",
     "list_models",
     "evaluate",
+    "explain",
     "load",
     "train",
 ]
@@ -41,6 +42,7 @@ _LAZY = {
     "load": "zoo.api",
     "evaluate": "zoo.api",
     "list_models": "zoo.registry",
+    "explain": "zoo.explanation",
 }
 
 

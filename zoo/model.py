@@ -27,6 +27,11 @@ hyper-parameters), with their defaults on the optional base class `CharModel`; z
 - `context_length = None`: the most characters one forward row or one cache may hold. Required for "cache"
   models; when declared, training windows longer than it are refused before anything is written.
 
+Optionally `states(x)`: x a LongTensor [batch, length]; returns a list of (layer name, tensor
+[batch, length, units]), the hidden state after each character of each row from the zero state,
+in one pass of the recurrence (an LSTM may add its cell states as their own layer). `zoo explain`
+shows them (zoo.explanation); a model without it gets the prediction view only.
+
 How many characters one prediction sees (the window length, or unlimited for models that
 carry their state across batches) comes from the batching scheme saved in config.json.
 """
