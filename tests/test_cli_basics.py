@@ -11,6 +11,7 @@ from importlib import metadata
 
 import pytest
 from _plugin_helpers import (
+    ATTENTION_MODELS,
     BEYOND_MODELS,
     BUILTIN_MODELS,
     CHAR_MODELS,
@@ -132,7 +133,7 @@ def test_list_json():
         assert set(m) == LIST_JSON_FIELDS, m
         assert m["plugin"] == m["name"]
         assert m["task"] == {"entity-embeddings": "tabular-regression", "linreg-sgd": "regression"}.get(m["name"], "char-lm")
-        assert ("stateful" if m["name"] in BEYOND_MODELS else "lesson6") in m["tags"]
+        assert ("stateful" if m["name"] in BEYOND_MODELS else "attention" if m["name"] in ATTENTION_MODELS else "lesson6") in m["tags"]
     rnn = next(m for m in listed if m["name"] == "char-rnn")
     assert rnn["num_params"] == 102215
     assert rnn["dataset"] == "nietzsche"
