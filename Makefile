@@ -35,6 +35,7 @@ test: setup
 	$(PY) bench/perf.py --smoke
 	$(PY) bench/entity_embeddings.py --smoke
 	$(PY) bench/beyond.py --smoke
+	$(PY) bench/transformer.py --smoke
 
 # The sdist, and the wheel built from it, by the standard front end; checked as PyPI would.
 dist: setup
