@@ -22,6 +22,8 @@ def test_compare_ranks_models_and_reuses_finished_runs(small_corpus, tmp_path):
         assert len(e.curve) == compare.CHUNKS and 0 < e.curve[0][0] < e.curve[-1][0]  # training seconds, rising
         assert (out / e.model / "compare.json").exists()
     assert (out / "compare.png").read_bytes().startswith(b"\x89PNG")
+    page = (out / "compare.html").read_text(encoding="utf-8")  # the leaderboard and each model's surprise, side by side
+    assert all(f'data-model="{e.model}"' in page and f"<td>{e.val_loss:.4f}</td>" in page for e in entries)
     stamp = (out / entries[0].model / "model.safetensors").stat().st_mtime_ns
     again = compare.compare("char-s*", budget=1.2, data=str(small_corpus), device="cpu", out=out)
     assert [e.val_loss for e in again] == [e.val_loss for e in entries]

@@ -1,6 +1,6 @@
 """zoo: the models of fast.ai's Lesson 6 ("RNNs from scratch") as a plugin-based model zoo.
 
-Importing zoo does not import torch; `zoo.train`, `zoo.load` and `zoo.evaluate` do,
+Importing zoo does not import torch; `zoo.train`, `zoo.load`, `zoo.evaluate` and `zoo.CharModel` do,
 when first used.
 """
 
@@ -18,6 +18,7 @@ DISTRIBUTION = "lesson6-zoo"
 __all__ = [
     "DISTRIBUTION",
     "Batching",
+    "CharModel",
     "DatasetInfo",
     "FileDataset",
     "ModelSpec",
@@ -28,12 +29,21 @@ __all__ = [
     "hookimpl",
     "list_models",
     "evaluate",
+    "explain",
     "load",
     "train",
 ]
 
 # FileDataset lives in the data layer (below the api, above this module); it imports no torch
-_LAZY = {"FileDataset": "zoo.data.sources", "train": "zoo.api", "load": "zoo.api", "evaluate": "zoo.api", "list_models": "zoo.registry"}
+_LAZY = {
+    "CharModel": "zoo.model",  # a torch.nn.Module: torch is imported when it is first used
+    "FileDataset": "zoo.data.sources",
+    "train": "zoo.api",
+    "load": "zoo.api",
+    "evaluate": "zoo.api",
+    "list_models": "zoo.registry",
+    "explain": "zoo.explanation",
+}
 
 
 def __getattr__(name: str) -> Any:

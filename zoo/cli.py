@@ -480,6 +480,38 @@ def _stream_sample(m: Any, prompt: str, length: int, options: dict[str, Any]) ->
 
 
 @cli.command()
+@click.argument("model", shell_complete=_complete_model)
+@threads_option
+@click.option(
+    "--text", required=True, metavar="FILE_OR_STRING", help="A UTF-8 text file, or the text itself (at most 10,000 characters)."
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="The page to write [default: explain-MODEL.html here].")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Predictions shown per character (at most 20).")
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+def explain(model: str, text: str, out: str | None, top_k: int, device: str) -> None:
+    """Write one self-contained HTML page showing what MODEL predicts at each character of a text and what its
+    hidden units do (MODEL: a run directory, a model name with weights, or a pulled OWNER/NAME).
+
+    Each character is coloured by the model's surprise at it; hovering (or the arrow keys) shows its top-k
+    predictions; a unit picker recolours the text by one hidden unit, with the units that follow quotes,
+    parentheses, line position, newlines and vowels listed first. The page needs no network.
+    """
+    from zoo import explanation
+
+    body = explanation.check_text(explanation.read_text(text))  # before the model loads
+    target = Path(out) if out is not None else None
+    if target is not None:
+        explanation.check_out(target)
+    m = explanation.load_model(model, device)
+    target = target or Path(f"explain-{m.name}.html")
+    result = explanation.explain(m, body, out=target, top_k=top_k)
+    click.echo(
+        f"{target}: {result.model} on {len(result.text):,} characters, mean loss {result.mean_loss:.4f} nats/char "
+        f"over {int(result.predicted.sum()):,} predicted"
+    )
+
+
+@cli.command()
 @click.argument("pattern", default="char-*", shell_complete=_complete_model)
 @threads_option
 @click.option("--budget", type=float, default=120, show_default=True, callback=_positive, help="Training seconds per model.")
@@ -492,7 +524,8 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
     """Train every model matching PATTERN for the same time budget and print a leaderboard.
 
     Held-out loss is measured on the end of the text (the last --val-frac of it) for every
-    model alike. Writes OUT/compare.png (held-out loss against training time). Finished runs
+    model alike. Writes OUT/compare.png (held-out loss against training time) and OUT/compare.html (the
+    leaderboard, and the same held-out text coloured by each model's surprise, side by side). Finished runs
     with the same budget, data (the same text, by its sha256) and --val-frac are reused; runs
     made with others are refused.
     """
@@ -507,6 +540,7 @@ def compare(pattern: str, budget: float, data: str | None, val_frac: float, devi
     else:
         click.echo(cmp.table(entries))
         click.echo(f"plot: {Path(out) / 'compare.png'}")
+        click.echo(f"page: {Path(out) / cmp.PAGE}")
 
 
 @cli.command()

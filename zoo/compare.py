@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import api, pipeline, registry, rundir
+from zoo import api, explanation, pipeline, registry, rundir
 from zoo.data.sources import resolve
-from zoo.errors import ZooError
+from zoo.errors import ZooError, warn
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
 from zoo.options import DEFAULT_VAL_FRAC, check_val_frac, percent
 from zoo.progress import Progress
@@ -31,6 +31,7 @@ from zoo.tasks.charlm import text_sha256
 from zoo.trainer import TrainingInterrupted
 
 CHUNKS = 4
+PAGE = "compare.html"  # beside compare.png: the leaderboard and one held-out text coloured by each model's surprise
 RESULT = "compare.json"  # a finished comparison run's entry, beside the run's own files
 PROGRESS = "compare.progress.json"  # the curve so far of one still training
 
@@ -227,7 +228,33 @@ def compare(
         entries.append(run_one(s.name, Path(out) / s.name, settings, sha, (k, len(specs))))
     entries.sort(key=lambda e: e.val_loss)
     plot(entries, Path(out) / "compare.png", budget, val_frac)
+    write_page(entries, Path(out), settings, specs[0])
     return entries
+
+
+def sample_text(spec: ModelSpec, settings: Settings) -> str:
+    """The first characters of the held-out tail of the text the models trained on: what none of them saw."""
+    text = resolve(settings.data, spec.dataset, registry.datasets()).read_text()
+    tail = text[int(len(text) * (1 - settings.val_frac)) :]
+    return tail[: explanation.COMPARE_SAMPLE]
+
+
+def write_page(entries: list[Entry], out: Path, settings: Settings, spec: ModelSpec) -> None:
+    """OUT/compare.html: the leaderboard, and the same held-out text coloured by each model's surprise, side by side."""
+    text = sample_text(spec, settings)
+    try:
+        results = [explanation.compute(api.load(out / e.model), text, top_k=1, with_states=False) for e in entries]
+    except ZooError as exc:  # a held-out text too short for a model's window: the leaderboard stands without the page
+        warn(f"{out / PAGE} not written: {exc}")
+        return
+    rows = [
+        {"#": i, "model": e.model, "params": f"{e.params:,}", "epochs": f"{e.epochs_done:.2f}", "nats/char": f"{e.val_loss:.4f}",
+         "bits/char": f"{e.val_bpc:.4f}", "reference": "-" if e.reference is None else f"{e.reference:.3f}"}
+        for i, e in enumerate(entries, 1)
+    ]  # fmt: skip
+    note = f"the first {len(text):,} characters of the held-out {percent(settings.val_frac)} of the text"
+    page = explanation.render_compare(f"zoo compare: {settings.budget:g} s per model", rows, results, note)
+    atomic_write_bytes(out / PAGE, page.encode("utf-8"))
 
 
 def table(entries: list[Entry]) -> str:

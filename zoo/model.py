@@ -1,18 +1,36 @@
-"""The model contract, and building a model from its spec.
+"""The model contract, its declared capabilities, and building a model from its spec.
 
 A character language model (task "char-lm") is a `torch.nn.Module` with:
 
 - `forward(x)`: x is a LongTensor [batch, length] of character ids; returns logits
   [batch, vocab] (one prediction: the next character) or [batch, length, vocab]
   (a prediction at every position), matching the targets of its batching scheme;
-- `init_state(batch_size)`: the hidden state before the first character;
-- `step(x, state)`: x is a LongTensor [batch] of one character each; returns
-  (logits [batch, vocab], new state). The sampler uses it to carry the state forward
-  one character at a time instead of re-running the whole window;
-- optionally `fused()`: a `FusedRnn` (or None), the fast form the sampler uses on the CPU;
-- optionally the class attribute `fused_loss = True` (stateless models): then `forward(x, targets=y)`
-  returns the mean cross-entropy of its predictions against y, and the trainer trains through it,
-  which lets a model fuse its output layer with the loss (`zoo.losses.linear_cross_entropy`).
+- a way for zoo to sample it, which the model declares with `sampling` (below):
+  - `"step"` (the default): `init_state(batch_size)`, the hidden state before the first
+    character, and `step(x, state)`: x is a LongTensor [batch] of one character each; returns
+    (logits [batch, vocab], new state). The sampler carries the state forward one character at
+    a time instead of re-running the whole window; optionally `fused()`, a `FusedRnn` (or None),
+    the fast form the sampler uses on the CPU;
+  - `"cache"`: `init_cache(batch_size)`, an empty cache (any object: zoo never looks inside),
+    and `extend(x, cache)`: x a LongTensor [batch, n] of the next n characters; returns
+    (logits [batch, n, vocab] for those positions, the cache now holding them too). For models
+    that see a bounded window (attention with a key/value cache): `context_length` is required.
+
+Declared capabilities are attributes of the model (class attributes, or set in `__init__` when they depend on the
+hyper-parameters), with their defaults on the optional base class `CharModel`; zoo reads them only through
+`capabilities(model)`, which validates them:
+
+- `stateful = False`: the state is carried across batches ("streams" batching), forward(x, state);
+- `fused_loss = False`: `forward(x, targets=y)` returns the mean cross-entropy of its predictions against y,
+  and the trainer trains through it (`zoo.losses.linear_cross_entropy` fuses the output layer with the loss);
+- `sampling = "step"` or `"cache"`, as above;
+- `context_length = None`: the most characters one forward row or one cache may hold. Required for "cache"
+  models; when declared, training windows longer than it are refused before anything is written.
+
+Optionally `states(x)`: x a LongTensor [batch, length]; returns a list of (layer name, tensor
+[batch, length, units]), the hidden state after each character of each row from the zero state,
+in one pass of the recurrence (an LSTM may add its cell states as their own layer). `zoo explain`
+shows them (zoo.explanation); a model without it gets the prediction view only.
 
 How many characters one prediction sees (the window length, or unlimited for models that
 carry their state across batches) comes from the batching scheme saved in config.json.
@@ -57,6 +75,81 @@ class CharLM(Protocol):
     def init_state(self, batch_size: int) -> State: ...
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]: ...
+
+
+SAMPLING_KINDS = ("step", "cache")
+CACHE_METHODS = ("init_cache", "extend")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model declares about how zoo may train and sample it (see the module docstring)."""
+
+    stateful: bool = False
+    fused_loss: bool = False
+    sampling: str = "step"
+    context_length: int | None = None
+
+
+class CharModel(nn.Module):
+    """An optional base class for character models: the declared capabilities at their defaults.
+
+    A plain `nn.Module` that sets the same attributes is equally valid; override them as class attributes, or in
+    `__init__` when they depend on the hyper-parameters (e.g. `self.context_length = n_ctx`).
+    """
+
+    stateful: bool = False
+    fused_loss: bool = False
+    sampling: str = "step"
+    context_length: int | None = None
+
+
+def capabilities(model: Any) -> Capabilities:
+    """The capabilities `model` declares, validated: a declaration zoo cannot honour is one ZooError naming the
+    model's class and what to declare."""
+    owner = f"model class {type(model).__name__}"
+    sampling = getattr(model, "sampling", "step")
+    if sampling not in SAMPLING_KINDS:
+        raise ZooError(
+            f'{owner} declares sampling = {sampling!r}; declare sampling = "step" (init_state/step) or "cache" (init_cache/extend)'
+        )
+    context_length = getattr(model, "context_length", None)
+    if context_length is not None and (isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 1):
+        raise ZooError(f"{owner} declares context_length = {context_length!r}; declare a whole number of characters >= 1, or None")
+    caps = Capabilities(bool(getattr(model, "stateful", False)), bool(getattr(model, "fused_loss", False)), sampling, context_length)
+    if sampling == "cache":
+        _check_cache_model(model, caps, owner)
+    return caps
+
+
+def _check_cache_model(model: Any, caps: Capabilities, owner: str) -> None:
+    if caps.context_length is None:
+        raise ZooError(
+            f'{owner} declares sampling = "cache" but no context_length; '
+            "declare the most characters one cache holds (e.g. its learned positions)"
+        )
+    missing = [name for name in CACHE_METHODS if not callable(getattr(model, name, None))]
+    if missing:
+        raise ZooError(
+            f'{owner} declares sampling = "cache" but has no {" or ".join(missing)}; define init_cache(batch_size) and extend(x, cache)'
+        )
+    if caps.stateful:
+        raise ZooError(
+            f'{owner} declares sampling = "cache" and stateful = True; a cache model is stateless in training: declare stateful = False'
+        )
+
+
+def batching_problem(caps: Capabilities, kind: str, length: int) -> str | None:
+    """What keeps a model with `caps` from training on `kind` batching of `length` characters, or None: a cache
+    model samples within a window, so it trains on windows; no row may be longer than the declared context_length."""
+    if caps.sampling == "cache" and kind == "streams":
+        return 'a model with sampling = "cache" trains on "windows" batching (a window the cache can hold), not "streams"'
+    if caps.context_length is not None and length > caps.context_length:
+        return (
+            f"its batching length {length} is longer than the model's context_length {caps.context_length}; "
+            "shorten the batching or raise context_length"
+        )
+    return None
 
 
 def import_object(ref: str, owner: str, what: str) -> Any:
@@ -118,7 +211,8 @@ def build(spec: ModelSpec, vocab_size: int | None, hparams: dict[str, Any] | Non
 def uses_fused_loss(model: nn.Module) -> bool:
     """Whether the model declares that `model(x, targets=y)` returns the mean cross-entropy itself (`fused_loss`):
     stateless models only, since a stateful one must also hand back its state."""
-    return bool(getattr(model, "fused_loss", False)) and not getattr(model, "stateful", False)
+    caps = capabilities(model)
+    return caps.fused_loss and not caps.stateful
 
 
 def count_params(model: nn.Module) -> int:

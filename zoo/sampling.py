@@ -1,4 +1,9 @@
-"""Sampling text one character at a time, carrying the hidden state forward.
+"""Sampling text one character at a time: step models carry the hidden state forward, cache models extend a cache.
+
+How a model is sampled is declared (`zoo.model.capabilities(model).sampling`): "step" models (the default, the
+lesson's RNNs) by the loops below; "cache" models (e.g. attention with a key/value cache) by `_sample_cached`.
+
+Step models.
 
 The lesson's `get_next` re-ran the model over the last `context` characters for every
 new character. Here each window's state is advanced once per character instead: the
@@ -25,6 +30,17 @@ exactly, with the noise from the seeded generator in a fixed order, so the same 
 same text whichever loop runs (tests/test_sampling.py compares both with re-running the window).
 It is an argmax and an add where a softmax, a cumulative sum and a search were: the cheapest
 exact draw per character.
+
+Cache models. The window W is the training context (the batching length), at most the model's declared
+context_length. Each prediction sees the characters since the current window start: the cache starts with the
+prompt's last min(len(prompt), W) characters, extended in one call; after each drawn character, if the window
+would hold more than W characters it restarts from the last max(1, W // 2) characters (a new cache, extended with
+them in one call), else the drawn character alone is extended. So every prediction sees between max(1, W // 2) and
+W characters (fewer only while prompt and text are shorter): per character one extend of one position, or of
+max(1, W // 2) positions at a restart, once every W - max(1, W // 2) + 1 characters. Characters are chosen as above
+(`_pick_np` on the CPU, `_pick` elsewhere, the same noise in the same order). `sample_uncached` follows the same
+window rule with forward() over the whole window for every character: the same seed gives the same text, which is
+how tests/test_sampling_cache.py checks a model's cache.
 """
 
 from __future__ import annotations
@@ -40,7 +56,7 @@ from torch import nn
 from zoo import checks
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError
-from zoo.model import FusedRnn
+from zoo.model import Capabilities, FusedRnn, capabilities
 
 
 def check_prompt(vocab: Vocab, prompt: str) -> list[int]:
@@ -237,6 +253,9 @@ def sample(
     top_k = None if top_k is None else checks.whole("--top-k", top_k, 1)
     seed = None if seed is None else checks.whole("--seed", seed, -(2**63), 2**64 - 1)  # torch.Generator's range
     ids = check_prompt(vocab, prompt)
+    caps = capabilities(model)
+    if caps.sampling == "cache":
+        context = cache_window(caps, context)
     if length == 0:
         return [""] * num_samples
     model.eval()
@@ -245,6 +264,11 @@ def sample(
     noise = Noise(generator, length, num_samples, len(vocab)) if temperature > 0 else None  # greedy draws nothing
     draw = Draw(temperature, top_k, noise)
     on_ids = (lambda new: on_text(vocab.decode(new))) if on_text is not None else None
+    if caps.sampling == "cache":
+        device = next(model.parameters()).device
+        with np.errstate(over="ignore", invalid="ignore"):  # logits that overflow are refused, in one line
+            chars = _sample_cached(model, ids, length, context, draw, num_samples, device, on_ids)
+        return [vocab.decode(row) for row in chars]
     f = _fused_form(model)
     if f is not None and f.table.device.type == "cpu" and f.table.dtype == torch.float32:
         with np.errstate(over="ignore", invalid="ignore"):  # logits that overflow are refused, in one line, below
@@ -430,6 +454,123 @@ def _sample_stepping(
                 on_ids(out[flushed : k + 1, 0].tolist())
             flushed, last = k + 1, min(length, k + 1 + STREAM_STEPS) - 1
     return out.T.tolist()
+
+
+def cache_window(caps: Capabilities, context: int | None) -> int:
+    """The window W a cache model samples within: its training context, which its cache must be able to hold."""
+    if context is None:
+        raise ZooError('a model with sampling = "cache" samples within a window, but this one was trained on streams (no window)')
+    if context > caps.context_length:
+        raise ZooError(
+            f"the model was trained on windows of {context} characters, more than its context_length {caps.context_length}; "
+            "its cache cannot hold a window (was config.json edited?)"
+        )
+    return context
+
+
+def _extend(model: Any, x: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+    """model.extend(x, cache), its result checked: a wrong one is one line here, not a traceback further on."""
+    result = model.extend(x, cache)
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor)):
+        raise ZooError(f"{type(model).__name__}.extend(x, cache) must return (logits, cache)")
+    logits = result[0]
+    if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(x.shape):
+        raise ZooError(
+            f"{type(model).__name__}.extend(x, cache) on x of shape {tuple(x.shape)} gave logits {tuple(logits.shape)}, "
+            f"expected [batch, n, vocab] = {(*x.shape, 'vocab')}"
+        )
+    return result
+
+
+def _sample_cached(
+    model: Any,
+    ids: list[int],
+    length: int,
+    window: int,
+    draw: Draw,
+    n: int,
+    device: torch.device,
+    on_ids: Callable[[list[int]], None] | None = None,
+) -> list[list[int]]:
+    """The loop for cache models (the window rule is in the module docstring): one extend per character, every
+    sample a row of one batch. On the CPU the character is picked in NumPy, whose per-call cost is a fraction of
+    torch's (at batch 1 the loop's own cost adds to every extend). As the other loops, the logits are checked
+    finite and the first sample handed to `on_ids` every `STREAM_STEPS` characters."""
+    temperature, top_k, noise = draw.temperature, draw.top_k, draw.noise
+    cpu = device.type == "cpu"
+    seq = torch.empty(n, len(ids) + length, dtype=torch.long)  # prompt and drawn characters, on the CPU
+    seq[:, : len(ids)] = torch.tensor(ids)
+    seq_np = seq.numpy()
+    end = len(ids)  # characters in seq so far
+    held = min(end, window)  # characters in the cache
+    restart = max(1, window // 2)
+    logits, cache = _extend(model, seq[:, end - held : end].to(device), model.init_cache(n))
+    finite = True if cpu else torch.ones((), dtype=torch.bool, device=device)
+    flushed, last = 0, min(length, STREAM_STEPS) - 1
+    g_start = g_end = 0  # the block of noise in NumPy (CPU): steps [g_start, g_end)
+    g_block: Any = None
+    for k in range(length):
+        if cpu:
+            row = logits[:, -1].numpy().astype(np.float32)  # a copy: _pick_np writes to it, and the model may own the memory
+            finite = finite and bool(np.isfinite(row.max()))  # the max is nan if any is, inf if any is
+            if noise is not None and k >= g_end:
+                g_start, block = noise.block_for(k)
+                g_block, g_end = block.numpy(), g_start + len(block)
+            g = None if noise is None else g_block[k - g_start]
+            nxt = _pick_np(row[0], temperature, top_k, g[0]) if n == 1 and g is not None else _pick_np(row, temperature, top_k, g)
+            seq_np[:, end] = nxt
+        else:
+            row = logits[:, -1]
+            finite &= torch.isfinite(row.amax())
+            seq[:, end] = _pick(row, temperature, top_k, noise.at(k) if noise is not None else None).cpu()
+        end += 1
+        if k == last:
+            if not bool(finite):
+                _refuse_non_finite()
+            if on_ids is not None:
+                on_ids(seq_np[0, len(ids) + flushed : len(ids) + k + 1].tolist())
+            flushed, last = k + 1, min(length, k + 1 + STREAM_STEPS) - 1
+        if k + 1 == length:
+            break
+        if held + 1 > window:  # the window is full: restart it from its last `restart` characters
+            held = restart
+            logits, cache = _extend(model, seq[:, end - held : end].to(device), model.init_cache(n))
+        else:
+            held += 1
+            logits, cache = _extend(model, seq[:, end - 1 : end].to(device), cache)
+    return seq_np[:, len(ids) :].tolist()
+
+
+@torch.inference_mode()
+def sample_uncached(
+    model: nn.Module,
+    vocab: Vocab,
+    prompt: str,
+    length: int,
+    *,
+    context: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    seed: int | None = None,
+    num_samples: int = 1,
+) -> list[str]:
+    """What `sample` gives a cache model, without its cache (the reference for tests and bench): the same window
+    rule, but forward() over the whole window for every character. The same seed gives the same text."""
+    ids = check_prompt(vocab, prompt)
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    noise = Noise(generator, length, num_samples, len(vocab)) if temperature > 0 else None
+    rows = torch.tensor(ids).repeat(num_samples, 1)
+    start = max(0, len(ids) - context)
+    for k in range(length):
+        logits = model(rows[:, start:].to(device))
+        logits = logits[:, -1] if logits.dim() == 3 else logits  # "every" targets: the last position's
+        nxt = _pick(logits, temperature, top_k, noise.at(k) if noise is not None else None)
+        rows = torch.cat([rows, nxt.cpu()[:, None]], 1)
+        if rows.shape[1] - start > context:
+            start = rows.shape[1] - max(1, context // 2)
+    return [vocab.decode(row[len(ids) :]) for row in rows.tolist()]
 
 
 def _restart(state: Any, fresh: Any, rows: torch.Tensor) -> Any:

@@ -381,9 +381,11 @@ class _Checker:
         model = self.build(seed=0)
         if not isinstance(model, nn.Module):
             _fail(f"the builder returned {type(model).__name__}, not a torch.nn.Module")
-        for attr in ("forward", "init_state", "step"):
+        caps = self.capabilities(model)  # what the model declares decides the methods it needs
+        needs = ("init_cache", "extend") if caps.sampling == "cache" else ("init_state", "step")
+        for attr in ("forward", *needs):
             if not callable(getattr(model, attr, None)):
-                _fail(f"the model has no method {attr}()")
+                _fail(f"the model has no method {attr}() (sampling = {caps.sampling!r} needs {' and '.join(needs)})")
         params = list(model.named_parameters())
         if not params:
             _fail("the model has no parameters")
@@ -455,10 +457,27 @@ class _Checker:
             if not out.dtype.is_floating_point or not torch.isfinite(out).all():
                 _fail("forward gave non-finite or non-float logits")
 
+    def capabilities(self, model: Any) -> Any:
+        """The model's declared capabilities, a declaration zoo cannot honour (or that rules out the spec's batching)
+        failing the check in one line."""
+        from zoo.model import batching_problem, capabilities
+
+        try:
+            caps = capabilities(model)
+        except ZooError as exc:
+            _fail(str(exc))
+        problem = batching_problem(caps, self.spec.batching.kind, self.length)
+        if problem:
+            _fail(f"{problem} (the spec's batching: {self.spec.batching})")
+        return caps
+
     def check_step(self) -> None:
         from zoo import sampling
 
         model = self.build().eval()
+        if self.capabilities(model).sampling == "cache":
+            self._check_cache(model)
+            return
         steppers = [("step()", model)]
         fast = sampling.stepper(model) if hasattr(sampling, "stepper") else model
         if fast is not model:
@@ -509,6 +528,68 @@ class _Checker:
             for a, b in zip(_tensors(end_state), _tensors(full_state)):
                 if a.shape != b.shape or not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
                     _fail(f"the state after stepping with {what} over a window differs from the state forward(x, state) returns")
+
+    def _check_cache(self, model: Any) -> None:
+        """The cache contract, in place of the step checks: extend over a whole row from init_cache equals forward,
+        for a batch of several rows and of one, for the training window and the declared context_length; extending
+        a row in two pieces equals extending it whole."""
+        context_length = model.context_length
+        for rows in (3, 1):
+            for length in sorted({self.length, context_length}):
+                x = self._cache_row(rows, length)
+                whole = self._extend(model, x, model.init_cache(rows), f"a row of {length} (rows={rows})")
+                self._compare_forward(model, x, whole)
+                for k in sorted({1, length // 2, length - 1} - {0, length}):
+                    self._compare_pieces(model, x, k, whole)
+
+    def _cache_row(self, rows: int, length: int) -> Any:
+        import torch
+
+        g = torch.Generator().manual_seed(length)
+        return torch.randint(1, len(self.vocab), (rows, length), generator=g)
+
+    def _extend(self, model: Any, x: Any, cache: Any, what: str) -> tuple[Any, Any]:
+        import torch
+
+        with torch.no_grad():
+            result = model.extend(x, cache)
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor)):
+            _fail(f"extend(x, cache) on {what} must return (logits, cache); got {type(result).__name__}")
+        logits = result[0]
+        want = (*x.shape, len(self.vocab))
+        if tuple(logits.shape) != want:
+            _fail(f"extend(x, cache) on x of shape {tuple(x.shape)} ({what}) gave logits {tuple(logits.shape)}, expected {want}")
+        if not torch.isfinite(logits).all():
+            _fail(f"extend(x, cache) on {what} gave non-finite logits")
+        return result
+
+    def _compare_forward(self, model: Any, x: Any, whole: tuple[Any, Any]) -> None:
+        import torch
+
+        full = self.forward(model, x)
+        extended = whole[0] if self.every else whole[0][:, -1]
+        if tuple(full.shape) != tuple(extended.shape) or not torch.allclose(extended, full, rtol=1e-4, atol=1e-5):
+            diff = (extended - full).abs().max().item() if full.shape == extended.shape else float("nan")
+            _fail(
+                f"extend(x, init_cache({x.shape[0]})) over a row of {x.shape[1]} differs from forward(x) (max difference {diff:.3g}); "
+                "zoo's cached sampler relies on extend predicting exactly what forward does"
+            )
+
+    def _compare_pieces(self, model: Any, x: Any, k: int, whole: tuple[Any, Any]) -> None:
+        import torch
+
+        rows, length = x.shape
+        first, cache = self._extend(model, x[:, :k], model.init_cache(rows), f"the first {k} of a row of {length}")
+        second, _ = self._extend(model, x[:, k:], cache, f"the last {length - k} of a row of {length}, after {k} in the cache")
+        pieces = torch.cat([first, second], 1)
+        if not torch.allclose(pieces, whole[0], rtol=1e-4, atol=1e-5):
+            wrong = (pieces - whole[0]).abs().amax(dim=(0, 2))
+            at = int((wrong > 1e-4).nonzero()[0])
+            _fail(
+                f"extend over a row of {length} in two pieces (split at {k}: {k} then {length - k} characters, rows={rows}) differs "
+                f"from extend of the whole row, first at position {at} (max difference {wrong.max().item():.3g}); the second "
+                f"extend must continue after the {k} characters its cache holds (positions {k} .. {length - 1})"
+            )
 
     def check_train_step(self) -> None:
         import torch
@@ -618,7 +699,7 @@ class _Checker:
                 _fail(f"a rejected load (with {what}) changed the model's weights")
 
     def check_sampling(self) -> None:
-        from zoo.sampling import sample
+        from zoo.sampling import sample, sample_uncached
 
         model = self.build().eval()
         vocab = self.vocab
@@ -630,6 +711,13 @@ class _Checker:
             return sample(model, vocab, prompt, n, context=context, temperature=1.0, seed=seed, num_samples=2)
 
         first, second = run(0), run(0)
+        if first == second and self.capabilities(model).sampling == "cache":
+            uncached = sample_uncached(model, vocab, prompt, n, context=context, temperature=1.0, seed=0, num_samples=2)
+            if uncached != first:
+                _fail(
+                    "the cached sampler (init_cache/extend) and forward() over the same windows give different text with the "
+                    f"same seed: extend does not predict what forward does\n{first!r}\n{uncached!r}"
+                )
         if first != second:
             _fail(
                 "two samples with the same seed differ: does the model draw random numbers in eval mode "

@@ -3,6 +3,8 @@
 Every model here has `stateful = True`: `forward(x, state)` returns (logits at every
 position, new state); the trainer detaches the state between batches (truncated BPTT),
 and resets it at the start of each epoch and before evaluation. States are batch-first.
+`states(x)` gives every layer's hidden state (and an LSTM's cell state) after each character
+in one pass (what `zoo explain` shows).
 """
 
 from __future__ import annotations
@@ -45,6 +47,37 @@ class CharStatefulRnn(nn.Module):
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         logits, state = self(x[:, None], state)
         return logits[:, 0], state
+    @torch.no_grad()
+    def states(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """Each layer's state after each character of x ([B, T]) from the zero state, [B, T, n_hidden] each:
+        ("rnn0.h", ...) per layer, and an LSTM's cell state ("lstm0.c") too."""
+        out, inp = [], self.e(x)
+        for layer in range(self.n_layers):
+            weights = {name.replace(f"_l{layer}", "_l0"): w for name, w in self.rnn.named_parameters() if name.endswith(f"_l{layer}")}
+            one = CELLS[self.cell](inp.shape[-1], self.n_hidden, batch_first=True)  # a layer of its own: its outputs are this layer's
+            hs = functional_call(one, weights, (inp,))[0]
+            out.append((f"{self.cell}{layer}.h", hs))
+            if self.cell == "lstm":
+                out.append((f"lstm{layer}.c", lstm_cells(inp, hs, weights)))
+            inp = hs
+        return out
+
+
+def lstm_cells(inp: torch.Tensor, hs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """An LSTM layer's cell states [B, T, H], from its inputs [B, T, in] and hidden states [B, T, H] (from zero states).
+
+    nn.LSTM hands back the hidden state of every step but the cell state of the last only. With every h known, all
+    the gates come from one matrix product; what is left, c_t = f_t c_{t-1} + i_t g_t, is elementwise.
+    """
+    h_before = torch.cat((hs.new_zeros(hs.shape[0], 1, hs.shape[2]), hs[:, :-1]), 1)
+    gates = inp @ weights["weight_ih_l0"].t() + h_before @ weights["weight_hh_l0"].t() + weights["bias_ih_l0"] + weights["bias_hh_l0"]
+    i, f, g, _ = gates.chunk(4, -1)  # PyTorch's order: input, forget, cell, output
+    added, forget = torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(f)
+    cs = torch.empty_like(hs)
+    c = hs.new_zeros(hs.shape[0], hs.shape[2])
+    for t in range(hs.shape[1]):
+        c = torch.addcmul(added[:, t], forget[:, t], c, out=cs[:, t])
+    return cs
 
 
 class LockedDropout(nn.Module):
@@ -136,3 +169,14 @@ class AwdLstm(nn.Module):
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         logits, state = self(x[:, None], state)
         return logits[:, 0], state
+
+    @torch.no_grad()
+    def states(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """Each layer's hidden and cell state after each character of x ([B, T]) from the zero state, as in eval mode
+        (no dropout): ("lstm0.h", [B, T, size]), ("lstm0.c", ...), a pair per layer."""
+        out, inp = [], F.embedding(x, self.e.weight)
+        for layer, rnn in enumerate(self.rnns):
+            hs = rnn(inp)[0]
+            out += [(f"lstm{layer}.h", hs), (f"lstm{layer}.c", lstm_cells(inp, hs, dict(rnn.named_parameters())))]
+            inp = hs
+        return out

@@ -13,7 +13,8 @@ autograd function whose backward computes the weight gradients of all steps in o
 product. A test checks both forms give the same outputs and gradients.
 
 Each model also has `init_state(batch)` and `step(x, h)`, which advance the hidden state
-by one character; the sampler uses them instead of re-running a whole window.
+by one character; the sampler uses them instead of re-running a whole window; and `states(x)`,
+the hidden state after every character of each row in one pass (what `zoo explain` shows).
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class _Recurrent(nn.Module):
     def advance(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def states(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """The hidden state after each character of x ([B, T]) from the zero state: [("h", [B, T, n_hidden])]."""
+        return [("h", self.all_states(x))]
+
+    def all_states(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def fused(self) -> FusedRnn | None:
         """The step as one table lookup and one matrix product, where the algebra allows it."""
         return None
@@ -76,6 +85,9 @@ class _AddedInput(_Recurrent):
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         table, w_hh = autocast_inputs(self.input_table(), self.l_hidden.weight)
         return self.head(elman(table, x.t(), w_hh, last_only=True), targets)
+
+    def all_states(self, x: torch.Tensor) -> torch.Tensor:
+        return elman(self.input_table(), x.t(), self.l_hidden.weight).transpose(0, 1)
 
     @torch.no_grad()
     def fused(self) -> FusedRnn:
@@ -100,6 +112,9 @@ class _TorchRnn(_Recurrent):
         table, w_hh = autocast_inputs(self.input_table(), self.rnn.weight_hh_l0)
         hs = elman(table, x.t(), w_hh, act=self.rnn.nonlinearity, last_only=last_only)
         return hs if last_only else hs.transpose(0, 1)
+
+    def all_states(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden_states(x)
 
     @torch.no_grad()
     def fused(self) -> FusedRnn:
@@ -179,11 +194,18 @@ class CharLoopConcatModel(_Recurrent):
         return self.l_out(h)
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        # l_in(cat(h, e)) = W_in[:, :H] h + (W_in[:, H:] e + b_in): the second term is a table row.
-        w_h, w_e = self.l_in.weight[:, : self.n_hidden], self.l_in.weight[:, self.n_hidden :]
-        table = F.linear(self.e.weight, w_e, self.l_in.bias)
+        table, w_h = self._split_input()
         table, w_h, w_hid, b_hid = autocast_inputs(table, w_h, self.l_hidden.weight, self.l_hidden.bias)
         return self.head(relu_tanh(table, x.t(), w_h, w_hid, b_hid, last_only=True), targets)
+
+    def _split_input(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # l_in(cat(h, e)) = W_in[:, :H] h + (W_in[:, H:] e + b_in): the second term is a table row.
+        w_h, w_e = self.l_in.weight[:, : self.n_hidden], self.l_in.weight[:, self.n_hidden :]
+        return F.linear(self.e.weight, w_e, self.l_in.bias), w_h
+
+    def all_states(self, x: torch.Tensor) -> torch.Tensor:
+        table, w_h = self._split_input()
+        return relu_tanh(table, x.t(), w_h, self.l_hidden.weight, self.l_hidden.bias).transpose(0, 1)
 
 
 class CharRnn(_TorchRnn):

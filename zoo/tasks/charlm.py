@@ -25,7 +25,8 @@ from zoo.data.batching import SPLITS, make_batches
 from zoo.data.sources import recorded_data, resolve
 from zoo.data.vocab import Vocab
 from zoo.errors import ZooError, ZooWarning
-from zoo.model import build
+from zoo.model import batching_problem as capability_problem
+from zoo.model import build, capabilities
 from zoo.options import DEFAULT_VAL_FRAC, check_val_frac, percent
 from zoo.rundir import read_run
 from zoo.runtime import autocast
@@ -253,6 +254,13 @@ class CharLMTask(Task):
             cudagraph.check_usable(device, model, spec.name, distributed)
 
     def check_output(self, model: nn.Module, spec: ModelSpec, prepared: Prepared, device: torch.device) -> None:
+        # First what the model declares: a window longer than its positions would crash forward with a traceback.
+        try:
+            problem = capability_problem(capabilities(model), spec.batching.kind, spec.batching.length)
+        except ZooError as exc:
+            problem = str(exc)
+        if problem:
+            raise ZooError(f"model {spec.name!r} does not fit the char-lm task: {problem}")
         # A wrong layout would either crash in the loss with a long traceback or, transposed ([length, batch,
         # vocab], nn.Transformer's default), train silently to a meaningless loss.
         x = first_rows(prepared.train, spec.batching.length, len(prepared.detail.vocab))
