@@ -1,14 +1,18 @@
-"""char-transformer: its key/value cache gives forward's numbers, in one piece or several, in torch and in NumPy."""
+"""char-transformer: its key/value cache gives forward's numbers, in one piece or several, in torch and in NumPy; the
+bundled weights sample the same text through the cache as without it, and from the command line."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _plugin_helpers import ok, run_zoo
 from zoo_beyond import transformer
 from zoo_beyond.transformer import CharTransformer
 
+import zoo
 from zoo import registry
-from zoo.model import build
+from zoo.model import build, capabilities
+from zoo.sampling import sample_uncached
 
 V = 40
 CONTEXT = 64  # the spec's block_size, also in the tiny settings
@@ -49,8 +53,8 @@ def numpy_steps(monkeypatch) -> list[int]:
 
 
 def test_it_declares_how_zoo_samples_it():
-    m = model(block_size=48)
-    assert (m.sampling, m.context_length, m.stateful) == ("cache", 48, False)
+    declared = capabilities(model(block_size=48))
+    assert (declared.sampling, declared.context_length, declared.stateful) == ("cache", 48, False)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -125,3 +129,40 @@ def test_dropout_only_in_training():
 def test_the_output_layer_is_the_embedding():
     m = model()
     assert [name for name, t in m.state_dict().items() if t.shape[0] == V] == ["wte.weight"]  # no second [V, embd]
+
+
+# --- the bundled weights -------------------------------------------------------------------------------------------
+
+PROMPT = "The philosopher, in the" + " end" * 20  # longer than the window of 64: the sampler keeps its last 64
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return zoo.load("char-transformer")
+
+
+def uncached(m, length: int, seed: int, num_samples: int = 1, temperature: float = 0.8) -> list[str]:
+    return sample_uncached(m.model, m.vocab, PROMPT, length, context=m.context, temperature=temperature, seed=seed, num_samples=num_samples)
+
+
+def test_the_bundled_weights_sample_the_same_text_through_numpy_as_without_the_cache(bundled, numpy_steps):
+    """Batch 1 on the CPU: every character after the prompt through the NumPy kernel; 200 characters restart the
+    window of 64 several times."""
+    cached = bundled.sample(PROMPT, 200, temperature=0.8, seed=11)
+    assert [cached] == uncached(bundled, 200, seed=11)
+    assert len(numpy_steps) > 150 and max(numpy_steps) == bundled.context - 1
+    assert cached != bundled.sample(PROMPT, 200, temperature=0.8, seed=12)  # the seed matters
+
+
+@pytest.mark.parametrize("temperature", [0.8, 0.0])
+def test_the_bundled_weights_sample_the_same_text_through_torch_as_without_the_cache(bundled, numpy_steps, temperature):
+    """Several samples: one batch through torch's extend."""
+    cached = bundled.sample(PROMPT, 120, temperature=temperature, seed=5, num_samples=3)
+    assert cached == uncached(bundled, 120, seed=5, num_samples=3, temperature=temperature)
+    assert numpy_steps == []
+    assert len(set(cached)) == (3 if temperature else 1)
+
+
+def test_zoo_sample_char_transformer_uses_the_bundled_weights():
+    runs = [ok(run_zoo("sample", "char-transformer", "--prompt", "for thos", "--length", "80", "--seed", "3")).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].startswith("for thos") and len(runs[0].strip()) >= 80

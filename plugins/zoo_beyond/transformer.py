@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo import CharModel
+
 LN_EPS = 1e-5  # nn.LayerNorm's default, which the NumPy kernel repeats
 GELU_C = math.sqrt(2.0 / math.pi)  # tanh-GELU: 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
 
@@ -104,10 +106,11 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class CharTransformer(nn.Module):
-    """nanoGPT for characters: `n_layer` pre-LN blocks of `n_head`-head causal attention over `block_size` positions."""
+class CharTransformer(CharModel):
+    """nanoGPT for characters: `n_layer` pre-LN blocks of `n_head`-head causal attention over `block_size` positions.
 
-    stateful = False
+    Declares (zoo.CharModel's capabilities) `sampling = "cache"` and its `context_length`, the block size."""
+
     sampling = "cache"
 
     def __init__(
