@@ -164,8 +164,8 @@ def test_info_unknown_model_suggests_the_close_name():
 
 
 def test_info_unknown_model_with_nothing_close():
-    line = one_error_line(run_zoo("info", "transformer-xl"))
-    assert "unknown model 'transformer-xl'" in line
+    line = one_error_line(run_zoo("info", "wavenet-xl"))
+    assert "unknown model 'wavenet-xl'" in line
     assert "did you mean" not in line
 
 
