@@ -48,6 +48,7 @@ test: setup browser
 	$(PY) bench/perf.py --smoke
 	$(PY) bench/entity_embeddings.py --smoke
 	$(PY) bench/beyond.py --smoke
+	$(PY) bench/transformer.py --smoke
 	$(PY) bench/third_party.py --smoke
 
 # The sdist, and the wheel built from it, by the standard front end; checked as PyPI would.

@@ -1,8 +1,9 @@
 """Maintainers: train the bundled models with their recipes and bundle the weights with zoo.
 
-    python scripts/bundle_weights.py                  # the six lesson models and char-awd-lstm
+    python scripts/bundle_weights.py                  # the six lesson models, char-awd-lstm and char-transformer
     python scripts/bundle_weights.py char-rnn         # one
     python scripts/bundle_weights.py char-awd-lstm    # ~30 min on a 2-core CPU
+    python scripts/bundle_weights.py char-transformer # ~10 min on a 2-core CPU
 
 For each model: `zoo train NAME --seed 0` on Nietzsche with its options below (reusing a
 finished run in runs/bundle/NAME), copy the publishable files into plugins/PACKAGE/weights/NAME
@@ -49,6 +50,8 @@ BUNDLES = {
     **{name: Bundle("zoo_lesson6") for name in LESSON},
     # issue 8's best model within 30 minutes on the CPU, evaluated on the last 10% of the text
     "char-awd-lstm": Bundle("zoo_beyond", {"val_frac": 0.1}, " --val-frac 0.1", half=True),
+    # issue 20's transformer, evaluated on the same last 10%
+    "char-transformer": Bundle("zoo_beyond", {"val_frac": 0.1}, " --val-frac 0.1", half=True),
 }
 
 

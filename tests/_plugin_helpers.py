@@ -15,8 +15,9 @@ FIXTURES = TESTS / "fixtures"
 # The models zoo's own distribution registers (one entry point each in pyproject.toml): the character
 # models (task char-lm: zoo.testing's model contract applies to them) and the table models (zoo.tasks).
 LESSON_MODELS = ("char-concat", "char-loop", "char-rnn", "char-seq", "char-seq-identity", "char3")
-BEYOND_MODELS = ("char-awd-lstm", "char-gru", "char-lstm", "char-stateful")
-CHAR_MODELS = tuple(sorted((*LESSON_MODELS, *BEYOND_MODELS)))
+BEYOND_MODELS = ("char-awd-lstm", "char-gru", "char-lstm", "char-stateful")  # the stateful ones
+ATTENTION_MODELS = ("char-transformer",)
+CHAR_MODELS = tuple(sorted((*LESSON_MODELS, *BEYOND_MODELS, *ATTENTION_MODELS)))
 TABLE_MODELS = ("entity-embeddings", "linreg-sgd")
 BUILTIN_MODELS = (*CHAR_MODELS, *TABLE_MODELS)
 BUILTIN_PLUGINS = (*BUILTIN_MODELS, "corpora", "scaffold")

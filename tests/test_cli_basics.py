@@ -11,6 +11,7 @@ from importlib import metadata
 
 import pytest
 from _plugin_helpers import (
+    ATTENTION_MODELS,
     BEYOND_MODELS,
     BUILTIN_MODELS,
     CHAR_MODELS,
@@ -132,7 +133,7 @@ def test_list_json():
         assert set(m) == LIST_JSON_FIELDS, m
         assert m["plugin"] == m["name"]
         assert m["task"] == {"entity-embeddings": "tabular-regression", "linreg-sgd": "regression"}.get(m["name"], "char-lm")
-        assert ("stateful" if m["name"] in BEYOND_MODELS else "lesson6") in m["tags"]
+        assert ("stateful" if m["name"] in BEYOND_MODELS else "attention" if m["name"] in ATTENTION_MODELS else "lesson6") in m["tags"]
     rnn = next(m for m in listed if m["name"] == "char-rnn")
     assert rnn["num_params"] == 102215
     assert rnn["dataset"] == "nietzsche"
@@ -163,8 +164,8 @@ def test_info_unknown_model_suggests_the_close_name():
 
 
 def test_info_unknown_model_with_nothing_close():
-    line = one_error_line(run_zoo("info", "transformer-xl"))
-    assert "unknown model 'transformer-xl'" in line
+    line = one_error_line(run_zoo("info", "wavenet-xl"))
+    assert "unknown model 'wavenet-xl'" in line
     assert "did you mean" not in line
 
 

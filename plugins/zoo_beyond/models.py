@@ -47,6 +47,7 @@ class CharStatefulRnn(nn.Module):
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         logits, state = self(x[:, None], state)
         return logits[:, 0], state
+
     @torch.no_grad()
     def states(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """Each layer's state after each character of x ([B, T]) from the zero state, [B, T, n_hidden] each:
