@@ -330,8 +330,8 @@ BROKEN = {
     "vocab without padding": (_edit_config(lambda c: c["vocab"].pop(0)), "config.json: a vocabulary must start with the \\0"),
     "vocab with a duplicate": (_edit_config(lambda c: c["vocab"].append("e")), "config.json: a vocabulary must be distinct"),
     "model not installed": (
-        _edit_config(lambda c: c.update(model="char-transformer", plugin="zoo-transformers", plugin_version="9.9")),
-        "names the model 'char-transformer' of plugin 'zoo-transformers' (version 9.9), which is not installed",
+        _edit_config(lambda c: c.update(model="char-mamba", plugin="zoo-mamba", plugin_version="9.9")),
+        "names the model 'char-mamba' of plugin 'zoo-mamba' (version 9.9), which is not installed",
     ),
     "model not a name": (_edit_config(lambda c: c.update(model=["char-rnn"])), "config.json: 'model' must be a model name"),
     "hparams torch refuses": (
