@@ -48,7 +48,12 @@ def numpy_steps(monkeypatch) -> list[int]:
     """The positions the NumPy kernel was run at."""
     seen: list[int] = []
     step = transformer._Arrays.step
-    monkeypatch.setattr(transformer._Arrays, "step", lambda self, char, pos: (seen.append(pos), step(self, char, pos))[1])
+
+    def counted(self, char, pos):
+        seen.append(pos)
+        return step(self, char, pos)
+
+    monkeypatch.setattr(transformer._Arrays, "step", counted)
     return seen
 
 
@@ -83,12 +88,31 @@ def test_the_numpy_kernel_extends_one_character_at_a_time_as_forward_does(numpy_
 
 @pytest.mark.parametrize("numpy_first", [True, False])
 def test_numpy_and_torch_share_one_cache(numpy_first, numpy_steps):
-    """Ten characters one at a time (NumPy) then the rest in one call (torch), or the other way round."""
+    """Ten characters one at a time through NumPy and the rest through torch (gradients on), or the other way round."""
     m, x = model(n_embd=32, n_head=4, n_layer=2), rows(1)
-    cuts = list(range(1, 11)) if numpy_first else [CONTEXT - 10, *range(CONTEXT - 9, CONTEXT)]
+    cache, out = m.init_cache(1), []
+    pieces = [(0, 10, numpy_first), (10, CONTEXT, not numpy_first)]
+    for a, b, through_numpy in pieces:
+        for i in range(a, b) if through_numpy else [a]:
+            with torch.inference_mode() if through_numpy else torch.enable_grad():
+                logits, cache = m.extend(x[:, i : i + 1] if through_numpy else x[:, a:b], cache)
+            out.append(logits.detach())
+    with torch.no_grad():
+        torch.testing.assert_close(torch.cat(out, 1), m(x), rtol=1e-5, atol=1e-5)
+    assert numpy_steps == (list(range(10)) if numpy_first else list(range(10, CONTEXT)))
+
+
+def test_the_numpy_kernel_folds_the_weights_again_after_they_change(numpy_steps):
+    m, x = model(n_embd=32, n_head=4, n_layer=2), rows(1)
     with torch.inference_mode():
-        torch.testing.assert_close(extend_by_pieces(m, x, cuts), m(x), rtol=1e-5, atol=1e-5)
-    assert numpy_steps == (list(range(10)) if numpy_first else list(range(CONTEXT - 10, CONTEXT)))
+        before = extend_by_pieces(m, x, list(range(1, CONTEXT)))
+    with torch.no_grad():
+        m.blocks[0].ln_1.bias.add_(0.5)  # in place, as an optimizer step changes it
+    with torch.inference_mode():
+        after, whole = extend_by_pieces(m, x, list(range(1, CONTEXT))), m(x)
+    assert numpy_steps == [*range(CONTEXT), *range(CONTEXT)]
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, whole, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("batch", [1, 3])

@@ -8,6 +8,8 @@ it with `init_cache` / `extend` instead of `init_state` / `step`.
 `extend` runs in torch on any device. One new position at batch 1 on the CPU in float32, without gradients (what
 sampling asks for, once per character), goes to a NumPy kernel instead: torch's per-operation overhead alone caps a
 torch step at ~3,800 characters/s on a 2-core CPU, NumPy's lower overhead reaches the 5,000 the sampler aims for.
+Only vector-matrix products there: OpenBLAS spreads larger ones over every core whatever torch's thread setting,
+which after a torch call on a 2-core machine made them ten times slower (a window's restart stays in torch).
 Both read and write the same cache (its NumPy arrays are views of its tensors) and compute the same numbers.
 """
 
@@ -164,9 +166,17 @@ class CharTransformer(CharModel):
         head_dim = w.shape[1] // self.n_head
         shape = (self.n_layer, batch_size, self.n_head, self.context_length, head_dim)
         cache = KVCache(w.new_zeros(shape), w.new_zeros(shape))
-        if w.device.type == "cpu" and w.dtype == torch.float32:
-            cache.arrays = _Arrays.of(self, cache)
+        if batch_size == 1 and w.device.type == "cpu" and w.dtype == torch.float32:
+            cache.arrays = _Arrays(self._folded(), tuple(_np(t[0]) for t in cache.k), tuple(_np(t[0]) for t in cache.v))
         return cache
+
+    def _folded(self) -> _Weights:
+        """The weights folded for the NumPy kernel: folded once, again only when a parameter has changed (sampling
+        makes a cache every window, and folding costs as much as a few characters)."""
+        folded = self.__dict__.get("_folded_weights")
+        if folded is None or folded.source != _Weights.source_of(self):
+            folded = self.__dict__["_folded_weights"] = _Weights.of(self)
+        return folded
 
     def extend(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
         """Logits [batch, n, vocab] for the n characters x [batch, n] following the cached ones, and the cache
@@ -174,8 +184,8 @@ class CharTransformer(CharModel):
         start, n = cache.length, x.shape[1]
         if start + n > self.context_length:
             raise ValueError(f"extending a cache of {start} characters by {n} passes the context_length {self.context_length}")
-        if cache.arrays is not None and n == 1 and x.shape[0] == 1 and not torch.is_grad_enabled():
-            logits = torch.from_numpy(cache.arrays.step(x.item(), start).reshape(1, 1, -1))
+        if cache.arrays is not None and x.shape == (1, 1) and not torch.is_grad_enabled():
+            logits = torch.from_numpy(cache.arrays.step(int(x[0, 0]), start).reshape(1, 1, -1))
         else:
             h = self._embed(x, start)
             for layer, block in enumerate(self.blocks):
@@ -202,19 +212,17 @@ class _Layer:
     fc_b: np.ndarray
     out_w: np.ndarray  # [4 embd, embd], times the GELU's 0.5
     out_b: np.ndarray
-    k: np.ndarray  # this layer's cache for row 0: [heads, block_size, head_dim], a view of the cache's tensor
-    v: np.ndarray
 
     @classmethod
-    def of(cls, block: Block, k: torch.Tensor, v: torch.Tensor) -> _Layer:
+    def of(cls, block: Block, head_dim: int) -> _Layer:
         a, m = block.attn, block.mlp
         attn_w, attn_b = _fold(block.ln_1, a.c_attn)
-        embd, head_dim = attn_w.shape[0], k.shape[-1]
+        embd = attn_w.shape[0]
         attn_w[:, :embd] *= np.float32(1.0 / math.sqrt(head_dim))
         attn_b[:embd] *= np.float32(1.0 / math.sqrt(head_dim))
         fc_w, fc_b = _fold(block.ln_2, m.c_fc)
         proj_w, out_w = _np(a.c_proj.weight).T.copy(), _np(m.c_proj.weight).T * np.float32(0.5)
-        return cls(attn_w, attn_b, proj_w, _np(a.c_proj.bias), fc_w, fc_b, out_w, _np(m.c_proj.bias), _np(k), _np(v))
+        return cls(attn_w, attn_b, proj_w, _np(a.c_proj.bias), fc_w, fc_b, out_w, _np(m.c_proj.bias))
 
 
 def _fold(norm: nn.LayerNorm, linear: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
@@ -224,54 +232,78 @@ def _fold(norm: nn.LayerNorm, linear: nn.Linear) -> tuple[np.ndarray, np.ndarray
 
 
 @dataclass(frozen=True)
-class _Arrays:
-    """The NumPy kernel: one new character of row 0, through every layer, writing its keys and values into the
-    cache. Its weights are those of the model when the cache was made (folded copies: a cache lives for one
-    sampling window)."""
+class _Weights:
+    """The model's weights folded for the NumPy kernel, and what they were folded from: each parameter's storage
+    and version (torch counts in-place changes), so that a trained or reloaded model is folded again."""
 
+    source: tuple[tuple[int, int], ...]
     wte: np.ndarray
     wpe: np.ndarray
     layers: tuple[_Layer, ...]
     out_w: np.ndarray  # [embd, vocab]: ln_f folded into the tied output layer
     out_b: np.ndarray
 
+    @staticmethod
+    def source_of(model: CharTransformer) -> tuple[tuple[int, int], ...]:
+        return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
     @classmethod
-    def of(cls, model: CharTransformer, cache: KVCache) -> _Arrays:
-        layers = tuple(_Layer.of(b, cache.k[i, 0], cache.v[i, 0]) for i, b in enumerate(model.blocks))
+    def of(cls, model: CharTransformer) -> _Weights:
+        head_dim = model.wte.weight.shape[1] // model.n_head
+        layers = tuple(_Layer.of(b, head_dim) for b in model.blocks)
         g, beta, wte = _np(model.ln_f.weight), _np(model.ln_f.bias), _np(model.wte.weight)
-        return cls(wte, _np(model.wpe.weight), layers, g[:, None] * wte.T, beta @ wte.T)
+        return cls(cls.source_of(model), wte, _np(model.wpe.weight), layers, g[:, None] * wte.T, beta @ wte.T)
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """The NumPy kernel for row 0 of a cache: one new character through every layer, its keys and values written
+    into the cache (k and v: per layer, [heads, block_size, head_dim] views of the cache's tensors)."""
+
+    weights: _Weights
+    k: tuple[np.ndarray, ...]
+    v: tuple[np.ndarray, ...]
 
     def step(self, char: int, pos: int) -> np.ndarray:
         """Logits [vocab] of the character `char` at position `pos`, given the cache's keys and values before it."""
-        x = self.wte[char] + self.wpe[pos]
-        for layer in self.layers:
-            x += self._attend(layer, _normalize(x) @ layer.attn_w + layer.attn_b, pos)
-            h = _normalize(x) @ layer.fc_w
-            h += layer.fc_b
-            x += _gelu2(h) @ layer.out_w
-            x += layer.out_b
-        logits = _normalize(x) @ self.out_w
-        logits += self.out_b
+        w = self.weights
+        x = w.wte[char] + w.wpe[pos]
+        for layer, k, v in zip(w.layers, self.k, self.v):
+            x += _attend(layer, k, v, _normalize(x) @ layer.attn_w + layer.attn_b, pos)
+            x += _mlp(layer, _normalize(x))
+        logits = _normalize(x) @ w.out_w
+        logits += w.out_b
         return logits
 
-    @staticmethod
-    def _attend(layer: _Layer, qkv: np.ndarray, pos: int) -> np.ndarray:
-        heads, _, head_dim = layer.k.shape
-        qkv = qkv.reshape(3, heads, head_dim)
-        layer.k[:, pos] = qkv[1]
-        layer.v[:, pos] = qkv[2]
-        scores = layer.k[:, : pos + 1] @ qkv[0, :, :, None]  # [heads, pos + 1, 1], the queries already scaled
-        scores -= scores.max(axis=1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1, keepdims=True)
-        y = scores.transpose(0, 2, 1) @ layer.v[:, : pos + 1]  # [heads, 1, head_dim]
-        out = y.reshape(-1) @ layer.proj_w
-        out += layer.proj_b
-        return out
+
+def _mlp(layer: _Layer, normed: np.ndarray) -> np.ndarray:
+    h = normed @ layer.fc_w
+    h += layer.fc_b
+    out = _gelu2(h) @ layer.out_w
+    out += layer.out_b
+    return out
+
+
+def _attend(layer: _Layer, k: np.ndarray, v: np.ndarray, qkv: np.ndarray, pos: int) -> np.ndarray:
+    """Attention of the new position `pos` over the cache (queries, keys and values in qkv [3 embd]); its key and
+    value are written into the cache first."""
+    heads, _, head_dim = k.shape
+    qkv = qkv.reshape(3, heads, head_dim)
+    k[:, pos] = qkv[1]
+    v[:, pos] = qkv[2]
+    scores = k[:, : pos + 1] @ qkv[0, :, :, None]  # [heads, pos + 1, 1], the queries already scaled
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    y = scores.transpose(0, 2, 1) @ v[:, : pos + 1]  # [heads, 1, head_dim]
+    out = y.reshape(-1) @ layer.proj_w
+    out += layer.proj_b
+    return out
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
-    """LayerNorm without its gain and bias (folded into the next product), as torch computes it: biased variance."""
+    """LayerNorm of x [embd] without its gain and bias (folded into the next product), as torch computes it: biased
+    variance."""
     centred = x - np.add.reduce(x) / np.float32(x.shape[0])
     centred *= np.float32(1.0 / math.sqrt(float(centred @ centred) / x.shape[0] + LN_EPS))
     return centred
