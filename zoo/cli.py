@@ -18,7 +18,7 @@ from click.shell_completion import CompletionItem
 
 from zoo import DISTRIBUTION, __version__, checks
 from zoo.errors import ZooError, ZooWarning, printable, warn
-from zoo.options import DEFAULT_VAL_FRAC
+from zoo.options import DEFAULT_VAL_FRAC, DYNAMIC_LR
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -411,10 +411,8 @@ def train(name: str | None, **options: Any) -> None:
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--dynamic", is_flag=True, help="Also the dynamic figure: the weights adapt to the held-out tail as it is read.")
-@click.option("--dynamic-lr", type=float, metavar="FLOAT", help="The dynamic evaluation's SGD learning rate (default 0.05).")
-def eval_cmd(
-    model: str, data: str | None, split: str | None, val_frac: float | None, device: str, as_json: bool, **dynamic: Any
-) -> None:
+@click.option("--dynamic-lr", type=float, metavar="FLOAT", help=f"The dynamic evaluation's SGD learning rate (default {DYNAMIC_LR:g}).")
+def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | None, device: str, as_json: bool, **dynamic: Any) -> None:
     """Validation loss (nats/char, bits/char) and accuracy of MODEL (a run directory or a name)."""
     from zoo import api
 
