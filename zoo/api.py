@@ -108,12 +108,27 @@ def _in_hub_cache(folder: Path) -> bool:
 
 
 def evaluate(
-    name_or_dir: str | Path, data: str | None = None, split: str | None = None, device: str = "cpu", val_frac: float | None = None
+    name_or_dir: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    device: str = "cpu",
+    val_frac: float | None = None,
+    dynamic: bool = False,
+    dynamic_lr: float | None = None,
 ) -> dict[str, float]:
-    """Validation metrics of a trained model; `val_frac` (character models only) defaults to the run's."""
+    """Validation metrics of a trained model; `val_frac` (character models only) defaults to the run's.
+
+    `dynamic` (character models only) adds the dynamic evaluation's keys (`LoadedModel.evaluate_dynamic`, learning
+    rate `dynamic_lr`) beside the static ones, which it leaves as they are."""
+    if dynamic_lr is not None and not dynamic:
+        raise ZooError("--dynamic-lr applies with --dynamic only")
+    if dynamic and split == "random":
+        raise ZooError("--dynamic reads the held-out tail in order; --split random does not apply")
     m = load(name_or_dir, device)
-    if val_frac is None:
-        return m.evaluate(data=data, split=split)
-    if not isinstance(m, LoadedModel):
-        raise ZooError(f"--val-frac applies to character models only; {m.name} is a {m.spec.task} model")
-    return m.evaluate(data=data, split=split, val_frac=val_frac)
+    if (val_frac is not None or dynamic) and not isinstance(m, LoadedModel):
+        flag = "--dynamic" if dynamic else "--val-frac"
+        raise ZooError(f"{flag} applies to character models only; {m.name} is a {m.spec.task} model")
+    # The dynamic figure first: a run it refuses is refused before the static figure is spent on it.
+    extra = m.evaluate_dynamic(data=data, val_frac=val_frac, lr=m.check_dynamic(dynamic_lr)) if dynamic else {}
+    result = m.evaluate(data=data, split=split) if val_frac is None else m.evaluate(data=data, split=split, val_frac=val_frac)
+    return result | extra

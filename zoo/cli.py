@@ -18,7 +18,7 @@ from click.shell_completion import CompletionItem
 
 from zoo import DISTRIBUTION, __version__, checks
 from zoo.errors import ZooError, ZooWarning, printable, warn
-from zoo.options import DEFAULT_VAL_FRAC
+from zoo.options import DEFAULT_VAL_FRAC, DYNAMIC_LR
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -410,11 +410,13 @@ def train(name: str | None, **options: Any) -> None:
 @click.option("--val-frac", type=float, metavar="FLOAT", help="Fraction of the text held out (default: the run's, 0.2 unless chosen).")
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | None, device: str, as_json: bool) -> None:
+@click.option("--dynamic", is_flag=True, help="Also the dynamic figure: the weights adapt to the held-out tail as it is read.")
+@click.option("--dynamic-lr", type=float, metavar="FLOAT", help=f"The dynamic evaluation's SGD learning rate (default {DYNAMIC_LR:g}).")
+def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | None, device: str, as_json: bool, **dynamic: Any) -> None:
     """Validation loss (nats/char, bits/char) and accuracy of MODEL (a run directory or a name)."""
     from zoo import api
 
-    result = api.evaluate(model, data=data, split=split, device=device, val_frac=val_frac)
+    result = api.evaluate(model, data=data, split=split, device=device, val_frac=val_frac, **dynamic)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -424,6 +426,16 @@ def eval_cmd(model: str, data: str | None, split: str | None, val_frac: float | 
         loss, bpc = result["val_loss"], result["val_bpc"]
         acc, chars = result["val_acc"], result["chars"]
         click.echo(f"val_loss {loss:.4f} nats/char  ({bpc:.4f} bits/char)  accuracy {acc:.4f}  over {chars:,} characters")
+        if "dynamic_val_loss" in result:
+            click.echo(_dynamic_line(result))
+
+
+def _dynamic_line(result: dict[str, Any]) -> str:
+    return (
+        f"dynamic: val_loss {result['dynamic_val_loss']:.4f} nats/char  ({result['dynamic_val_bpc']:.4f} bits/char)  over "
+        f"{result['dynamic_chars']:,} characters, SGD lr {result['dynamic_lr']:g} every {result['dynamic_segment']} characters; "
+        "adapts the weights on the held-out text as it reads it: not comparable with the static leaderboard"
+    )
 
 
 @cli.command()

@@ -171,3 +171,23 @@ def make_batches(
         WindowBatches(data, train, scheme.length, every, batch_size, shuffle=True),
         WindowBatches(data, val, scheme.length, every, max(batch_size, 2048), shuffle=False),
     )
+
+
+def tail_in_order(data: torch.Tensor, scheme: Batching, val_frac: float, segment: int) -> WindowBatches | StreamBatches:
+    """The held-out tail of `data` (the "tail" split's last `val_frac`) read in order, one segment per batch, each of
+    its characters a target once: what dynamic evaluation scores, then learns from, segment by segment.
+
+    Streams: one stream of `segment` characters a batch. Windows predicting the next character: a window ending at
+    each target, `segment` of them a batch. Windows predicting every position: windows side by side (no overlap, so
+    no target is learnt from before it is scored), as many a batch as fill `segment` characters.
+    """
+    boundary = int(len(data) * (1 - val_frac))
+    if scheme.kind == "streams":
+        return StreamBatches(data[boundary:], segment, 1)
+    every = scheme.targets == "every"
+    last = len(data) - scheme.length  # a window at s needs data[s + length] as its last target
+    starts = torch.arange(boundary, max(boundary, last), scheme.length if every else 1)
+    if len(starts) == 0:
+        raise ZooError(f"the held-out text ({len(data) - boundary} characters) is shorter than a window of {scheme.length}")
+    rows = max(1, segment // scheme.length) if every else segment
+    return WindowBatches(data, starts, scheme.length, every, rows, shuffle=False)
