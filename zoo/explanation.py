@@ -200,10 +200,13 @@ class _Reader:
     """The model's own prediction path over the text's ids (see the module's docstring)."""
 
     def __init__(self, model: Any, batching: Any, ids: Any) -> None:
+        from zoo.model import capabilities
+        from zoo.tasks.charlm import predicts_every
+
         self.model, self.ids = model, ids
-        self.stateful = bool(getattr(model, "stateful", False))
+        self.stateful = capabilities(model).stateful
         self.length = batching.length
-        self.every = self.stateful or batching.kind == "streams" or batching.targets == "every"
+        self.every = self.stateful or predicts_every(batching)
         # The first character with a prediction: after one character, or after a whole window
         self.first_target = 1 if self.every else self.length
 

@@ -17,8 +17,8 @@ A character language model (task "char-lm") is a `torch.nn.Module` with:
     that see a bounded window (attention with a key/value cache): `context_length` is required.
 
 Declared capabilities are attributes of the model (class attributes, or set in `__init__` when they depend on the
-hyper-parameters), with their defaults on the optional base class `CharModel`; zoo reads them only through
-`capabilities(model)`, which validates them:
+hyper-parameters), with their defaults on the optional base class `CharModel`; `capabilities(model)` reads and
+validates them where a model is built, trained or sampled (the per-batch paths read `stateful` alone):
 
 - `stateful = False`: the state is carried across batches ("streams" batching), forward(x, state);
 - `fused_loss = False`: `forward(x, targets=y)` returns the mean cross-entropy of its predictions against y,
