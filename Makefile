@@ -50,6 +50,8 @@ test: setup browser
 	$(PY) bench/beyond.py --smoke
 	$(PY) bench/transformer.py --smoke
 	$(PY) bench/third_party.py --smoke
+	$(PY) bench/best.py --smoke
+	$(PY) bench/best.py --smoke --ablation
 
 # The sdist, and the wheel built from it, by the standard front end; checked as PyPI would.
 dist: setup

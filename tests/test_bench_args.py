@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-@pytest.mark.parametrize("script", ["perf.py", "lesson6.py", "transformer.py"])
+@pytest.mark.parametrize("script", ["perf.py", "lesson6.py", "transformer.py", "best.py"])
 def test_a_json_path_in_a_missing_folder_is_refused_at_once(tmp_path, script):
     target = tmp_path / "missing" / "out.json"
     proc = subprocess.run([sys.executable, str(BENCH / script), "--json", str(target)], capture_output=True, text=True, timeout=120)

@@ -27,6 +27,7 @@ CHAR_META = {
         {"epoch": 2, "lr": 0.0001, "trn_loss": 1.7, "val_loss": 1.56789, "val_acc": 0.54321, "seconds": 11.0},
     ],
     "command": "zoo train char-demo --seed 0",
+    "trained": {"epochs": 2, "minutes": 0.389, "machine": "AMD EPYC (2 logical cores, 2 torch threads)", "autocast": "bf16"},
     "install": ["lesson6-zoo"],
     "dataset": "nietzsche",
     "split": "random",
@@ -72,6 +73,9 @@ def _check_char_card(card: str) -> None:
     assert "| 2 | 0.0001 | 1.7000 | 1.5679 | 0.5432 | 1.547 | 11.0 |" in card  # and in the table, with the lesson's
     assert "| 1 | 0.001 | 2.1000 | 1.9876 | 0.4123 | - | 12.3 |" in card
     assert "Reference figures: a lesson." in card
+    # the held-out figure in bits too (1.56789 / ln 2), and what it cost: minutes of training and the machine
+    assert "- held-out: 1.5679 nats/char (2.2620 bits/char), next-character accuracy 0.5432, on the random 20%" in card
+    assert "- training: 2 epochs, 0.4 minutes (validation excluded) on AMD EPYC (2 logical cores, 2 torch threads), bf16 autocast" in card
     assert "## Use\n\n```\npip install lesson6-zoo\n```\n" in card  # the distribution on PyPI, not `zoo`
     assert 'zoo ships these weights: `zoo sample char-demo --prompt "for thos" --seed 0`' in card
     assert "zoo pull alice/char-demo" in card and "/nowhere" not in card
@@ -106,8 +110,11 @@ def test_the_metadata_picks_what_the_card_says():
     no_sample = render({**CHAR_META, "sample": None, "bundled": False, "repo_id": None, "float16": False, "reference": None})
     assert "## Sample" not in no_sample and "float16" not in no_sample and "Reference figures" not in no_sample
     assert '```\nzoo sample /nowhere/char-demo --prompt "for thos" --seed 0\n```' in no_sample
-    tail = render({**CHAR_META, "split": "tail", "held_out": "10%", "history": []})
+    tail = render({**CHAR_META, "split": "tail", "held_out": "10%", "history": [], "trained": None})
     assert "validation: last 10% of the text" in tail and "## Training" not in tail and "model-index" not in tail
+    assert "- held-out:" not in tail and "- training:" not in tail  # nothing trained, nothing claimed
+    older = render({**CHAR_META, "trained": {"epochs": 1, "minutes": None, "machine": None, "autocast": None}})
+    assert "- training: 1 epoch\n" in older  # a run.json that recorded neither
     table = render(TABLE_META)
     assert "\n# table-demo\n" in table and "pipeline_tag: tabular-regression" in table and "- tabular-regression" in table
     assert "- categorical columns (values seen in training): city (3)" in table and "- target: log of sales" in table

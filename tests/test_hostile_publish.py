@@ -194,6 +194,20 @@ def test_a_run_on_the_users_own_text_shows_no_lesson_figures(finished):
     assert "Reference figures" not in card and "1.837" not in card
 
 
+def test_an_edited_machine_record_stays_one_plain_line_of_the_card(finished, tmp_path):
+    run = copy_run(finished, tmp_path / "edited")
+    record = json.loads((run / "run.json").read_text())
+    record["machine"] = {"cpu": "Evil CPU\n## Injected | `rm -rf` \x1b[31m" + "x" * 500, "cores": "2", "threads": True}
+    record["options"]["autocast"] = "<script>"
+    (run / "run.json").write_text(json.dumps(record))
+    card = card_text(run, repo_id="alice/edited")
+    line = next(ln for ln in card.splitlines() if ln.startswith("- training: "))
+    assert "on Evil CPU ## Injected / 'rm -rf' \\x1b[31mxxx" in line  # one line: no heading, table cell or code span
+    assert len(line) < 200 and "logical cores" not in line and "torch threads" not in line  # not numbers: left out
+    assert "<script>" not in card and "autocast" not in line
+    assert "\n## Injected" not in card
+
+
 def test_a_run_stopped_mid_epoch_pushes_the_figures_of_the_weights_it_ships(hub, corpus, tmp_path):
     out = tmp_path / "stopped"
     m = zoo.train("char-rnn", data=str(corpus), epochs=2, batch_size=64, overrides=TINY, out=out, max_steps=250, quiet=True)

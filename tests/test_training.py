@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo.errors import ZooError
+from zoo.publish import card_text
+from zoo.runtime import cpu_name
 
 SMALL = ["--set", "n_hidden=32", "--set", "n_fac=8"]
 SMALL_API = ("n_hidden=32", "n_fac=8")
@@ -163,6 +165,12 @@ def test_cli_train_prints_the_epoch_table_and_writes_a_plot(small_corpus, tmp_pa
     run = json.loads((tmp_path / "r" / "run.json").read_text())
     assert run["options"]["seed"] == 0 and run["versions"]["torch"] == torch.__version__
     assert run["command"].startswith("zoo train char-concat")
+    # what computed it, for the card: the card names the machine and the minutes of training
+    assert run["machine"]["cpu"] == cpu_name() and run["machine"]["cores"] == os.cpu_count() and run["machine"]["threads"] >= 1
+    card = card_text(tmp_path / "r")
+    minutes = json.loads((tmp_path / "r" / "training.json").read_text())["history"][0]["seconds"] / 60
+    machine = f"{cpu_name()} ({os.cpu_count()} logical cores, {run['machine']['threads']} torch threads)"
+    assert f"- training: 1 epoch, {minutes:.1f} minutes (validation excluded) on {machine}\n" in card
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["model"] == "char-concat" and cfg["vocab"][0] == "\0" and cfg["hparams"]["n_hidden"] == 32
 

@@ -20,6 +20,9 @@ every card
   provenance      (optional) what provided the model's code, as config.json records it: {"plugin": the entry-point
                   name ("" if not a plain name), "distribution": its distribution, "version": its version or ""};
                   None where the config does not say (older configs)
+  trained         (optional) how it was trained: {"epochs": int, "minutes": the epochs' training minutes, validation
+                  excluded (float | None), "machine": what computed them (str | None), "autocast": "bf16" or None};
+                  None before a finished epoch
   stopped         (optional) None for a run that finished, or where an unfinished one stopped: {"epoch": epochs
                   finished, "step": batches of the next one done, "steps_per_epoch": int | None, "epochs":
                   epochs scheduled | None, "metrics": the shipped weights' own figures ({"val_loss": ...}) when they
@@ -44,6 +47,7 @@ a "table" card
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from typing import Any
@@ -151,6 +155,11 @@ def _render_char_lm(meta: dict[str, Any]) -> str:
     lines += [f"- vocabulary: {meta['vocab_size']} characters (index 0 is the `\\0` padding)"]
     lines += [f"- hyper-parameters: {_hparams_text(meta['hparams'])}"]
     lines += [f"- trained on: {dataset_name}; validation: {split_text}"]
+    if final:
+        bits = float(final["val_loss"]) / math.log(2)
+        lines += [f"- held-out: {final['val_loss']:.4f} nats/char ({bits:.4f} bits/char), next-character accuracy "
+                  f"{final['val_acc']:.4f}, on the {split_text}"]  # fmt: skip
+    lines += _trained_lines(meta.get("trained"))
     lines += _provenance_lines(meta)
     if meta["float16"]:
         lines += ["- weights: stored in float16 (half the size); zoo loads them as float32"]
@@ -182,6 +191,19 @@ def _render_char_lm(meta: dict[str, Any]) -> str:
     if meta["sample"] is not None:
         lines += ["## Sample (temperature 0.8, seed 0)", "", "```", prompt + meta["sample"], "```", ""]
     return _card(data, lines)
+
+
+def _trained_lines(trained: dict[str, Any] | None) -> list[str]:
+    if not trained:
+        return []
+    text = f"- training: {trained['epochs']} epoch{'s' if trained['epochs'] != 1 else ''}"
+    if trained.get("minutes") is not None:
+        text += f", {trained['minutes']:.1f} minutes (validation excluded)"
+    if trained.get("machine"):
+        text += f" on {trained['machine']}"
+    if trained.get("autocast"):
+        text += f", {trained['autocast']} autocast"
+    return [text]
 
 
 def _render_table(meta: dict[str, Any]) -> str:
@@ -227,7 +249,7 @@ def _render_table(meta: dict[str, Any]) -> str:
     if meta["hparams"]:
         lines += [f"- hyper-parameters: {_hparams_text(meta['hparams'])}"]
     lines += [f"- trained on: {dataset_name}; validation: {split} 20% of the rows"]
-    lines += [*_provenance_lines(meta), ""]
+    lines += [*_trained_lines(meta.get("trained")), *_provenance_lines(meta), ""]
     if history:
         keys = [k for k in ("epoch", "lr", "trn_loss", "val_loss", "val_mape", "seconds") if k in history[0]]
         lines += ["## Training", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

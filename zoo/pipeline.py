@@ -29,7 +29,7 @@ from zoo.errors import ZooError, first_line, printable
 from zoo.model import check_builder_params, count_params, import_builder, import_object, parse_overrides
 from zoo.options import TrainOptions, epoch_lrs, extend_lrs, record_lrs, recorded_lrs, recorded_options
 from zoo.plugins import host
-from zoo.runtime import device_note, resolve_amp, resolve_device, resumed_amp
+from zoo.runtime import device_note, machine, resolve_amp, resolve_device, resumed_amp
 from zoo.spec import OPTIMIZERS, ModelSpec
 from zoo.tasks import Plan, Task, TrainedModel
 from zoo.trainer import RunInfo, Trainer, TrainerSettings
@@ -159,6 +159,7 @@ def run_record(spec: ModelSpec, options: dict[str, Any], dev: torch.device, data
         "data_sha256": data_sha256,
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "machine": machine(dev),
         "versions": {"zoo": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "git_revision": _git_revision(),
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -14,7 +14,7 @@ from typing import Any
 from zoo import DISTRIBUTION, checks, pipeline, published, registry, rundir
 from zoo.api import LoadedModel, TrainedModel, load
 from zoo.card import MARKER, render, stopped_text
-from zoo.errors import ZooError, warn
+from zoo.errors import ZooError, printable, warn
 from zoo.fileio import atomic_write_bytes, atomic_write_json, read_json
 from zoo.hub import hub_error, is_connection_error
 from zoo.options import percent
@@ -57,6 +57,7 @@ def card_metadata(
         "dataset": rundir.name_only(str(config.get("data") or spec.dataset)),
         "install": distributions(spec.plugin, config),
         "provenance": _provenance(config),
+        "trained": _trained(m.history, run),
     }
     if not isinstance(m, LoadedModel):  # a table model (zoo.tasks.table)
         return {
@@ -85,6 +86,33 @@ def card_metadata(
         "sample_prompt": prompt,
         "sample": None if m.vocab.unknown(prompt) else str(m.sample(prompt, 300, temperature=0.8, seed=0)),
     }
+
+
+def _trained(history: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any] | None:
+    """zoo.card's `trained`: the epochs, the minutes of training (the epochs' own seconds) and what computed them."""
+    if not history:
+        return None
+    seconds = [h.get("seconds") for h in history]
+    found = run.get("machine") if isinstance(run.get("machine"), dict) else {}
+    options = run.get("options") if isinstance(run.get("options"), dict) else {}
+    parts = [_one_line(found["gpu"])] if isinstance(found.get("gpu"), str) else []
+    if isinstance(found.get("cpu"), str):
+        details = [f"{found['cores']} logical cores"] if checks.is_whole(found.get("cores")) else []
+        details += [f"{found['threads']} torch threads"] if checks.is_whole(found.get("threads")) else []
+        parts.append(_one_line(found["cpu"]) + (f" ({', '.join(details)})" if details else ""))
+    elif isinstance(run.get("device_name"), str):  # run.json before it recorded the machine
+        parts.append(_one_line(run["device_name"]))
+    return {
+        "epochs": len(history),
+        "minutes": sum(seconds) / 60 if all(checks.is_number(x, finite=True) for x in seconds) else None,
+        "machine": ", ".join(p for p in parts if p) or None,
+        "autocast": "bf16" if options.get("autocast") == "bf16" else None,
+    }
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    """A name from run.json (a file that may have been edited or downloaded) fit for one line of a card."""
+    return printable(" ".join(text.split()))[:limit].replace("|", "/").replace("`", "'")
 
 
 def distributions(plugin: str, config: dict[str, Any] | None = None) -> list[str]:

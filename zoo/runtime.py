@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 import re
 import warnings
 from typing import Any
@@ -27,6 +29,28 @@ def cpu_has_bf16() -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):  # a torch without these probes
         return False
+
+
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC 9454"), from /proc/cpuinfo on Linux, else what platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a run computed on, for run.json and its model card: the CPU, its logical cores, torch's threads, and the
+    accelerator's name on CUDA."""
+    found: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(device)
+    return found
 
 
 def amp_applies(amp: bool, device: torch.device) -> bool:
