@@ -37,14 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lesson6 import DATA_HELP, default_data, machine
+from lesson6 import DATA_HELP, default_data, held_out_curve, json_folder_missing, machine
 from safetensors.torch import load_file
 
 import zoo
 from zoo import Stage, hookimpl, registry
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
-from zoo.runtime import cpu_name
 from zoo.testing import registered_plugin
 
 LN2 = math.log(2)
@@ -99,10 +98,6 @@ class _Registers:
     @hookimpl
     def zoo_register_models(self, register: Any) -> None:
         register(self._spec)
-
-
-def where() -> dict[str, object]:
-    return {**machine(), "cpu": cpu_name()}
 
 
 class KeepLast:
@@ -169,13 +164,7 @@ def run_row(row: Row, data: str, out: Path, budget: float, seed: int, tiny: bool
                 spec.name, data=data, split="tail", val_frac=VAL_FRAC, max_seconds=budget, seed=seed,
                 out=out / row.name, quiet=True, amp=row.amp, callbacks=[KeepLast(average)],
             )  # fmt: skip
-            curve, spent = [], 0.0
-            for h in m.history:  # per epoch: training seconds so far, held-out loss
-                spent += h["seconds"]
-                curve.append((spent, h["val_loss"]))
-            state = json.loads((out / row.name / "checkpoint" / "state.json").read_text())
-            if m.partial is not None or not curve:  # stopped mid-epoch: the weights it ended with count too
-                curve.append((state["trained_seconds"], m.evaluate()["val_loss"]))
+            curve, state = held_out_curve(m, out / row.name)
             wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
             # what `zoo eval RUN` prints: float32, whatever the run trained in (bf16 autocast validates in bf16)
             final = zoo.load(out / row.name).evaluate()["val_loss"]
@@ -196,7 +185,7 @@ def run_row(row: Row, data: str, out: Path, budget: float, seed: int, tiny: bool
             averaged=averaged,
             averaged_over=average,
             curve=curve,
-            machine=where(),
+            machine=machine(),
         )
         kept.write_text(json.dumps(result, indent=1))
     except Exception as exc:  # report it; the exit status says it failed
@@ -247,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON")
     parser.add_argument("--smoke", action="store_true", help="CI check: tiny models on the first 30,000 characters, seconds each")
     args = parser.parse_args(argv)
-    if args.json is not None and not args.json.parent.is_dir():  # found out now, not after the benchmark
-        print(f"--json {args.json}: no folder {args.json.parent}", file=sys.stderr)
+    if json_folder_missing(args.json):
         return 2
     table = ABLATION if args.ablation else LEADERBOARD
     wanted = args.rows.split(",") if args.rows else [r.name for r in table]
@@ -270,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             data = str(Path(tmp) / "slice.txt")
             Path(data).write_text(text[:30_000], encoding="utf-8")
         out = Path(tmp) / "runs" if args.smoke or not args.out else args.out
-        print(f"{where()}; budget {budget:.0f} s per row", file=sys.stderr)
+        print(f"{machine()}; budget {budget:.0f} s per row", file=sys.stderr)
         results = [run_row(r, data, out, budget, args.seed, args.smoke, args.average) for r in rows]
     print_table(results, args.ablation)
     ok = [r for r in results if "error" not in r]
@@ -280,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ngoal: held-out <= {GOAL} nats/char within 30 minutes: {'met' if met else 'not met'} "
               f"(best: {best['row']} {best['final']:.4f} after {best['wall_s'] / 60:.1f} wall minutes)")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"machine": where(), "budget": budget, "rows": results}, indent=1))
+        args.json.write_text(json.dumps({"machine": machine(), "budget": budget, "rows": results}, indent=1))
     return 1 if len(ok) < len(results) else 0
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lesson6 import DATA_HELP, default_data, machine
+from lesson6 import DATA_HELP, default_data, held_out_curve, machine
 
 import zoo
 from zoo import registry
@@ -54,19 +54,12 @@ def run_model(name: str, data: str, out: Path, budget: float, val_frac: float, g
             name, data=data, split="tail", val_frac=val_frac, epochs=max(spec.epochs, 1000), max_seconds=budget,
             seed=seed, out=out / name, quiet=True,
         )  # fmt: skip
-        curve, spent = [], 0.0
-        for h in m.history:  # per epoch: training seconds so far, held-out loss
-            spent += h["seconds"]
-            curve.append((spent, h["val_loss"]))
-        if m.partial is not None or not curve:  # stopped mid-epoch: the weights it ended with count too
-            spent = json.loads((out / name / "checkpoint" / "state.json").read_text())["trained_seconds"]
-            curve.append((spent, m.evaluate()["val_loss"]))
+        curve, state = held_out_curve(m, out / name)
         losses = [v for _, v in curve]
         if not all(math.isfinite(v) for v in losses):
             raise ZooError(f"non-finite held-out loss: {losses}")
         best = min(range(len(curve)), key=lambda i: curve[i][1])
         reached = next((i for i, (_, v) in enumerate(curve) if v <= goal), None)
-        state = json.loads((out / name / "checkpoint" / "state.json").read_text())
         row.update(
             params=m.num_params,
             epochs=round(state["global_step"] / state["steps_per_epoch"], 2) if state.get("steps_per_epoch") else len(m.history),

@@ -42,6 +42,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,7 @@ from zoo.data.batching import SPLIT_SEED, epoch_generator
 from zoo.data.sources import resolve
 from zoo.errors import ZooError
 from zoo.model import build
+from zoo.runtime import cpu_name
 from zoo.spec import ModelSpec
 
 TOLERANCE = 0.03  # nats/char above the lesson's figure
@@ -318,11 +320,34 @@ def bench_model(
     return res
 
 
+def held_out_curve(m: Any, run_dir: Path) -> tuple[list[tuple[float, float]], dict[str, Any]]:
+    """A finished or budget-stopped run's held-out loss after each epoch against its training seconds so far
+    (validation excluded), and its checkpoint's state.json. A run stopped mid-epoch adds the figure of the weights
+    it ended with, which the history has not seen."""
+    curve, spent = [], 0.0
+    for h in m.history:
+        spent += h["seconds"]
+        curve.append((spent, h["val_loss"]))
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    if m.partial is not None or not curve:
+        curve.append((state["trained_seconds"], m.evaluate()["val_loss"]))
+    return curve, state
+
+
+def json_folder_missing(path: Path | None) -> bool:
+    """Whether `--json PATH` names a file in a folder that does not exist (said on stderr): found out before the
+    benchmark spends minutes measuring, not after."""
+    if path is not None and not path.parent.is_dir():
+        print(f"--json {path}: no folder {path.parent}", file=sys.stderr)
+        return True
+    return False
+
+
 def machine() -> dict[str, object]:
     return {
         "date": dt.date.today().isoformat(),
         "cpu_count": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -391,8 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--amp", action="store_true", help="zoo trains with --amp (bf16 autocast on a CPU with native bf16)")
     args = parser.parse_args(argv)
-    if args.json is not None and not args.json.parent.is_dir():  # found out now, not after the benchmark
-        print(f"--json {args.json}: no folder {args.json.parent}", file=sys.stderr)
+    if json_folder_missing(args.json):
         return 2
     args.data = args.data or default_data(args.smoke)
     threads = args.threads if args.threads is not None else (1 if args.smoke else None)

@@ -63,6 +63,7 @@ from lesson6 import (
     default_data,
     fmt,
     is_lesson_model,
+    json_folder_missing,
     kilo,
     lesson_model,
     machine,
@@ -473,8 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="CI check: few steps and repeats; memory for char-rnn on the slice only")
     parser.add_argument("--amp", action="store_true", help="train: zoo with --amp (bf16 autocast on a CPU with native bf16)")
     args = parser.parse_args(argv)
-    if args.json is not None and not args.json.parent.is_dir():  # found out now, not after the benchmark
-        print(f"--json {args.json}: no folder {args.json.parent}", file=sys.stderr)
+    if json_folder_missing(args.json):
         return 2
     args.data = args.data or default_data(args.smoke)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]

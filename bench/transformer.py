@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lesson6 import machine
+from lesson6 import json_folder_missing, machine
 from perf import load, median
 
 import zoo
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON to OUT")
     parser.add_argument("--smoke", action="store_true", help="CI check: a few hundred characters, one repeat")
     args = parser.parse_args(argv)
-    if args.json is not None and not args.json.parent.is_dir():  # found out now, not after the benchmark
-        print(f"--json {args.json}: no folder {args.json.parent}", file=sys.stderr)
+    if json_folder_missing(args.json):
         return 2
     plan = dict(SMOKE if args.smoke else FULL)
     repeats = plan["repeats"] if args.repeats is None else args.repeats
