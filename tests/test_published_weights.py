@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from helpers import run_zoo
 
@@ -65,3 +67,16 @@ def test_bundled_cards_say_how_to_use_them_offline_and_how_they_are_stored(name,
     assert card == card_text(folder, repo_id=entry.repo, license=entry.license, bundled=True)
     assert f"`zoo sample {name} " in card and f"zoo pull {entry.repo}" in card
     assert ("stored in float16" in card) is half
+
+
+def test_the_bundled_char_awd_lstm_meets_issue_22s_goal():
+    """<= 1.25 nats/char on the held-out last 10% of Nietzsche within 30 minutes of training, from the one command
+    its registry recipe names. The registry test recomputes the figure from the stored weights; this holds it to
+    the goal, so weights retrained to a worse figure and re-pinned fail here."""
+    entry = ENTRIES["char-awd-lstm"]
+    loss = entry.metric("val_loss")
+    assert loss.value <= 1.25 and (loss.dataset, loss.split, loss.val_frac) == ("nietzsche", "tail", 0.1)
+    assert entry.recipe == "zoo train char-awd-lstm --seed 0 --val-frac 0.1 --amp"
+    history = json.loads((published.bundled_path(entry) / "training.json").read_text())["history"]
+    assert len(history) == registry.get_model("char-awd-lstm").epochs  # the whole recipe, not a budget-cut run
+    assert sum(h["seconds"] for h in history) / 60 <= 30
